@@ -1,0 +1,280 @@
+"""`sgxl`: the command-line entry point, one subcommand per verb (DESIGN.md §1).
+
+Every verb calls the same `core` API the explorer and the tests use. Errors the user can fix are
+printed as one line (`error: ...`) with exit code 2; nothing prints a traceback for bad input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from core.errors import SGXLError, UserInputError
+
+DEMO_CHECKPOINT = Path(__file__).resolve().parents[1] / "assets" / "demo.sgxl"
+
+
+# ----------------------------------------------------------------------------- argument parsing helpers
+
+def parse_int_list(text: str, what: str = "seeds") -> list[int]:
+    """'0-3,7,10-11' -> [0, 1, 2, 3, 7, 10, 11] (non-negative integers)."""
+    values: list[int] = []
+    try:
+        for part in filter(None, (p.strip() for p in text.split(","))):
+            lo, _, hi = part.partition("-")
+            lo_i, hi_i = int(lo), int(hi or lo)
+            if lo_i < 0 or hi_i < lo_i:
+                raise ValueError
+            values.extend(range(lo_i, hi_i + 1))
+    except ValueError:
+        raise UserInputError(f"cannot read {what} {text!r}: use numbers and ranges like 0-3,7") from None
+    if not values:
+        raise UserInputError(f"no {what} given")
+    return values
+
+
+def resolve_class(text: str | None, c_dim: int, class_names: list[str] | None) -> int | None:
+    """A class given by index or by (part of) its name -> index; None for unconditional models."""
+    if c_dim == 0:
+        if text is not None:
+            print("note: this model is unconditional; --class is ignored", file=sys.stderr)
+        return None
+    if text is None:
+        return 0
+    if text.strip().lstrip("-").isdigit():
+        idx = int(text)
+        if not 0 <= idx < c_dim:
+            raise UserInputError(f"class {idx} is out of range: this model has classes 0..{c_dim - 1}")
+        return idx
+    if not class_names:
+        raise UserInputError(f"this model has no class names; give the class as a number 0..{c_dim - 1}")
+    wanted = text.strip().lower()
+    exact = [i for i, n in enumerate(class_names) if n.lower() == wanted]
+    if exact:
+        return exact[0]
+    partial = [i for i, n in enumerate(class_names) if wanted in n.lower()]
+    if len(partial) == 1:
+        return partial[0]
+    if not partial:
+        raise UserInputError(f"no class is named like {text!r}")
+    shown = ", ".join(f"{i}: {class_names[i]}" for i in partial[:5])
+    raise UserInputError(f"{text!r} matches {len(partial)} classes ({shown}...); be more specific")
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise UserInputError("--device cuda was asked for, but PyTorch sees no CUDA GPU; use --device cpu")
+    if name not in ("cpu", "cuda"):
+        raise UserInputError(f"unknown device {name!r}; use cpu, cuda or auto")
+    return torch.device(name)
+
+
+def add_model_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--ckpt", help="checkpoint (.sgxl, or an official .pkl); default: the bundled demo model")
+    p.add_argument("--preset", choices=["tiny", "small", "imagenet"],
+                   help="use a randomly initialised built-in configuration instead of a checkpoint")
+    p.add_argument("--res", type=int, default=32, help="resolution of --preset (default 32)")
+    p.add_argument("--init-seed", type=int, default=0, help="weight seed of --preset (default 0)")
+    p.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")
+
+
+def load_model(args: argparse.Namespace):
+    """The Checkpoint named by --ckpt / --preset / the bundled demo, on the chosen device."""
+    from core.io.checkpoint import Checkpoint, load_checkpoint
+    from core.networks.generator import Generator
+    from core.networks.presets import preset_config
+
+    device = pick_device(args.device)
+    if args.ckpt is None and args.preset is None:
+        if DEMO_CHECKPOINT.exists():
+            args.ckpt = str(DEMO_CHECKPOINT)
+        else:
+            print("note: no checkpoint given and no bundled demo found: using a random-init 'tiny' generator",
+                  file=sys.stderr)
+            args.preset = "tiny"
+    if args.ckpt is not None:
+        return load_checkpoint(args.ckpt, device=device)
+    try:
+        cfg = preset_config(args.preset, args.res)
+    except ValueError as e:
+        raise UserInputError(str(e)) from None
+    torch.manual_seed(args.init_seed)
+    G = Generator(cfg).eval().to(device)
+    return Checkpoint(generator=G, config=cfg, meta={"preset": args.preset, "init_seed": args.init_seed})
+
+
+def write_image(path: Path, image: np.ndarray) -> None:
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(image.squeeze(-1) if image.shape[-1] == 1 else image).save(path)
+
+
+# ----------------------------------------------------------------------------- verbs
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from core.sampling import image_grid, style_mix, to_uint8, ws_from_seeds
+
+    ckpt = load_model(args)
+    G = ckpt.generator
+    device = next(G.parameters()).device
+    seeds = parse_int_list(args.seeds)
+    class_idx = resolve_class(args.class_, G.c_dim, ckpt.class_names)
+    mix_layers = parse_int_list(args.style_mix_layers, "layers") if args.style_mix_seed is not None else []
+    if any(not 0 <= i < G.num_ws for i in mix_layers):
+        raise UserInputError(f"--style-mix-layers must be within 0..{G.num_ws - 1} (this model has {G.num_ws} ws)")
+    mix_class = resolve_class(args.style_mix_class, G.c_dim, ckpt.class_names) if args.style_mix_class else class_idx
+
+    images = []
+    with torch.no_grad():
+        for start in tqdm(range(0, len(seeds), args.batch), desc="generating", unit="batch", disable=len(seeds) <= 1):
+            batch = seeds[start:start + args.batch]
+            ws = ws_from_seeds(G, batch, class_idx, args.trunc, device)
+            if mix_layers:
+                ws_mix = ws_from_seeds(G, [args.style_mix_seed] * len(batch), mix_class, args.trunc, device)
+                ws = style_mix(ws, ws_mix, mix_layers)
+            images.append(to_uint8(G.synthesis(ws)))
+    images_np = np.concatenate(images)
+
+    out = Path(args.out)
+    if out.suffix.lower() in (".png", ".jpg", ".jpeg"):
+        write_image(out, image_grid(images_np, args.cols) if len(seeds) > 1 else images_np[0])
+        print(f"wrote {out} ({len(seeds)} image{'s' if len(seeds) > 1 else ''}, {G.img_resolution}x{G.img_resolution})")
+    else:
+        for seed, img in zip(seeds, images_np):
+            write_image(out / f"seed{seed:04d}.png", img)
+        print(f"wrote {len(seeds)} images to {out}/")
+    return 0
+
+
+def cmd_video(args: argparse.Namespace) -> int:
+    from core.video import interpolation_frames, write_video
+
+    ckpt = load_model(args)
+    G = ckpt.generator
+    seeds = parse_int_list(args.seeds)
+    classes_text = args.classes.split(",") if args.classes else [args.class_]
+    classes = [resolve_class(c, G.c_dim, ckpt.class_names) for c in classes_text]
+    if len(classes) not in (1, len(seeds)):
+        raise UserInputError(f"give one class, or one per seed ({len(seeds)})")
+    frames = interpolation_frames(G, seeds, classes * (len(seeds) // len(classes)), args.trunc,
+                                  args.frames, loop=args.loop)
+    written = write_video(Path(args.out), frames, fps=args.fps)
+    print(f"wrote {written} ({len(frames)} frames, {G.img_resolution}x{G.img_resolution})")
+    return 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    path = Path(args.ckpt)
+    if path.suffix == ".pkl":
+        from core.io.official import describe_official
+
+        print(describe_official(path))
+        return 0
+    from core.io.checkpoint import load_checkpoint
+    from core.networks.generator import count_parameters
+
+    ckpt = load_checkpoint(path)
+    G = ckpt.generator
+    s = G.cfg.synthesis
+    print(f"checkpoint   {path}")
+    print(f"resolution   {G.img_resolution}x{G.img_resolution} (stem {s.stem_resolution}², {len(s.stages)} growth stages)")
+    print(f"latents      z {G.z_dim}, w {G.w_dim}, num_ws {G.num_ws}")
+    print(f"classes      {G.c_dim}" + (f" ({', '.join(ckpt.class_names[:8])}{', ...' if G.c_dim > 8 else ''})"
+                                     if ckpt.class_names else ""))
+    print(f"channels     base {s.channel_base}, max {s.channel_max}, stem layers {s.num_layers}")
+    print(f"layers       {', '.join(G.synthesis.layer_names)}")
+    for k, v in count_parameters(G).items():
+        print(f"params       {k:<16}{v:>14,}")
+    for k, v in ckpt.meta.items():
+        print(f"meta         {k}: {v}")
+    return 0
+
+
+def cmd_convert(args: argparse.Namespace) -> int:
+    from core.io.checkpoint import save_checkpoint
+    from core.io.official import load_official_checkpoint
+
+    ckpt = load_official_checkpoint(Path(args.pkl))
+    out = save_checkpoint(args.out, ckpt.generator, ckpt.meta, class_names=ckpt.class_names)
+    print(f"wrote {out}")
+    return 0
+
+
+def cmd_explore(args: argparse.Namespace) -> int:
+    from explorer.app import main as explorer_main
+
+    ckpt = args.ckpt or (str(DEMO_CHECKPOINT) if DEMO_CHECKPOINT.exists() else None)
+    return explorer_main(ckpt, args.device)
+
+
+# ----------------------------------------------------------------------------- parser
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="sgxl", description="StyleGAN-XL: generate, explore, train, invert")
+    sub = parser.add_subparsers(dest="verb", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("generate", help="generate images from seeds")
+    add_model_arguments(p)
+    p.add_argument("--seeds", default="0-7", help="seeds, e.g. 0-15 or 1,5,9 (default 0-7)")
+    p.add_argument("--class", dest="class_", help="class index or name (default 0)")
+    p.add_argument("--trunc", type=float, default=1.0, help="truncation psi toward the class mean (default 1)")
+    p.add_argument("--style-mix-seed", type=int, help="take some layers' w from this seed")
+    p.add_argument("--style-mix-class", help="class of the style-mix seed (default: --class)")
+    p.add_argument("--style-mix-layers", default="0-3", help="w indices taken from the mix seed (default 0-3)")
+    p.add_argument("--batch", type=int, default=8, help="images per forward pass (default 8)")
+    p.add_argument("--cols", type=int, help="grid columns (default: square-ish)")
+    p.add_argument("--out", default="out/grid.png", help="a .png for one grid, or a folder for one PNG per seed")
+    p.set_defaults(func=cmd_generate)
+
+    p = sub.add_parser("video", help="interpolation video between seeds (and classes)")
+    add_model_arguments(p)
+    p.add_argument("--seeds", default="0,1,2", help="key seeds, e.g. 0,5,9")
+    p.add_argument("--class", dest="class_", help="class index or name (default 0)")
+    p.add_argument("--classes", help="one class per seed, comma separated (class interpolation)")
+    p.add_argument("--trunc", type=float, default=1.0)
+    p.add_argument("--frames", type=int, default=30, help="frames between two key seeds (default 30)")
+    p.add_argument("--fps", type=int, default=30)
+    p.add_argument("--loop", action="store_true", help="return to the first seed at the end")
+    p.add_argument("--out", default="out/lerp.mp4", help=".mp4 (needs imageio-ffmpeg) or .gif")
+    p.set_defaults(func=cmd_video)
+
+    p = sub.add_parser("info", help="describe a checkpoint (.sgxl or official .pkl) without converting it")
+    p.add_argument("ckpt")
+    p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("convert", help="convert an official StyleGAN-XL .pkl to our safe .sgxl format")
+    p.add_argument("pkl")
+    p.add_argument("--out", required=True, help="output .sgxl path")
+    p.set_defaults(func=cmd_convert)
+
+    p = sub.add_parser("explore", help="open the interactive explorer")
+    p.add_argument("ckpt", nargs="?", help="checkpoint to open (default: the bundled demo)")
+    p.add_argument("--device", default="auto")
+    p.set_defaults(func=cmd_explore)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except SGXLError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,119 @@
+"""The class-conditional mapping network of StyleGAN-XL (paper Sec. 4.1, "Class conditioning").
+
+z [B, 64] is normalized by its second moment. The class goes through an embedding table
+(`Embedding(c_dim, 320)`; for ImageNet the official file holds embeddings pretrained with
+EfficientNet-lite0, 320 = its last-stage channels), an FC 320 -> 64 with leaky ReLU, and the same
+normalization; the two are concatenated (128) and mapped by 2 FC layers to w [B, 512], with a
+learning-rate multiplier of 0.01. `w_avg` is tracked *per class*, so truncation pulls each sample
+toward the mean of its own class rather than a global mean that would mix classes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+
+from core.networks.layers import FullyConnectedLayer, normalize_2nd_moment
+
+
+@dataclass
+class MappingConfig:
+    z_dim: int = 64
+    c_dim: int = 1000  # number of classes; 0 = unconditional
+    w_dim: int = 512
+    embed_dim: int = 320  # class-embedding width (EfficientNet-lite0's last-stage channels)
+    num_layers: int = 2
+    lr_multiplier: float = 0.01
+    w_avg_beta: float = 0.998
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+ClassInput = torch.Tensor | None  # LongTensor [B] of indices, or float [B, c_dim] class weights
+
+
+class MappingNetwork(nn.Module):
+    def __init__(self, cfg: MappingConfig, num_ws: int) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.num_ws = num_ws
+        conditional = cfg.c_dim > 0
+        self.embed = nn.Embedding(cfg.c_dim, cfg.embed_dim) if conditional else None
+        self.embed_proj = (
+            FullyConnectedLayer(cfg.embed_dim, cfg.z_dim, activation="lrelu") if conditional else None
+        )
+        features = [cfg.z_dim * (2 if conditional else 1)] + [cfg.w_dim] * cfg.num_layers
+        for idx in range(cfg.num_layers):
+            layer = FullyConnectedLayer(
+                features[idx], features[idx + 1], activation="lrelu", lr_multiplier=cfg.lr_multiplier
+            )
+            setattr(self, f"fc{idx}", layer)
+        self.register_buffer("w_avg", torch.zeros([cfg.c_dim, cfg.w_dim] if conditional else [cfg.w_dim]))
+
+    def class_weights(self, c: ClassInput, batch: int, device: torch.device) -> torch.Tensor | None:
+        """Class input as float weights [B, c_dim] (one-hot for indices); None when unconditional."""
+        if self.cfg.c_dim == 0:
+            return None
+        if c is None:
+            raise ValueError("this generator is class-conditional: pass class indices or class weights")
+        c = c.to(device)
+        if c.dtype in (torch.int64, torch.int32):
+            if c.ndim != 1 or c.shape[0] != batch:
+                raise ValueError(f"class indices must have shape [{batch}], got {tuple(c.shape)}")
+            if int(c.min()) < 0 or int(c.max()) >= self.cfg.c_dim:
+                raise ValueError(f"class index out of range 0..{self.cfg.c_dim - 1}")
+            return torch.nn.functional.one_hot(c, self.cfg.c_dim).to(torch.float32)
+        if c.shape != (batch, self.cfg.c_dim):
+            raise ValueError(f"class weights must have shape [{batch}, {self.cfg.c_dim}], got {tuple(c.shape)}")
+        return c.to(torch.float32)
+
+    def class_embedding(self, c_weights: torch.Tensor) -> torch.Tensor:
+        """[B, c_dim] weights -> [B, embed_dim]. One-hot rows select a row exactly; blends mix rows."""
+        return c_weights @ self.embed.weight
+
+    def class_w_avg(self, c_weights: torch.Tensor | None) -> torch.Tensor:
+        """The truncation centre per sample: [B, w_dim] (the class's w_avg, or the blend's)."""
+        if c_weights is None:
+            return self.w_avg.unsqueeze(0)
+        return c_weights @ self.w_avg
+
+    def forward(
+        self,
+        z: torch.Tensor,
+        c: ClassInput = None,
+        psi: float = 1.0,
+        truncation_cutoff: int | None = None,
+        update_emas: bool = False,
+    ) -> torch.Tensor:
+        if z.ndim != 2 or z.shape[1] != self.cfg.z_dim:
+            raise ValueError(f"z must have shape [B, {self.cfg.z_dim}], got {tuple(z.shape)}")
+        x = normalize_2nd_moment(z.to(torch.float32))  # [B, z_dim]
+        c_weights = self.class_weights(c, z.shape[0], z.device)
+        if c_weights is not None:
+            y = normalize_2nd_moment(self.embed_proj(self.class_embedding(c_weights)))  # [B, z_dim]
+            x = torch.cat([x, y], dim=1)  # [B, 2 * z_dim]
+        for idx in range(self.cfg.num_layers):
+            x = getattr(self, f"fc{idx}")(x)  # [B, w_dim]
+
+        if update_emas:
+            self._update_w_avg(x.detach(), c_weights)
+
+        ws = x.unsqueeze(1).repeat([1, self.num_ws, 1])  # [B, num_ws, w_dim]
+        if psi != 1:
+            cutoff = self.num_ws if truncation_cutoff is None else truncation_cutoff
+            centre = self.class_w_avg(c_weights).unsqueeze(1)  # [B or 1, 1, w_dim]
+            ws[:, :cutoff] = centre.lerp(ws[:, :cutoff], psi)
+        return ws
+
+    @torch.no_grad()
+    def _update_w_avg(self, w: torch.Tensor, c_weights: torch.Tensor | None) -> None:
+        beta = self.cfg.w_avg_beta
+        if c_weights is None:
+            self.w_avg.copy_(w.mean(dim=0).lerp(self.w_avg, beta))
+            return
+        # One EMA step per sample of its (arg-max) class, in batch order, as the official code does.
+        for i, label in enumerate(c_weights.argmax(dim=1).tolist()):
+            self.w_avg[label].copy_(w[i].lerp(self.w_avg[label], beta))

@@ -1,0 +1,63 @@
+"""Interpolation videos: lerp in W between key seeds (and their classes), written as MP4 or GIF."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from core.errors import UserInputError
+from core.networks.generator import Generator
+from core.sampling import to_uint8, ws_from_seeds
+
+
+@torch.no_grad()
+def interpolation_frames(
+    G: Generator, seeds: Sequence[int], classes: Sequence[int | None], psi: float, frames_between: int,
+    loop: bool = False, batch: int = 8,
+) -> np.ndarray:
+    """uint8 [N, H, W, 3]: linear interpolation in W from each key (seed, class) to the next.
+
+    Each key's w already carries its class (the class embedding enters the mapping), so lerping w
+    between keys of different classes blends the classes too.
+    """
+    if frames_between < 1:
+        raise UserInputError("--frames must be at least 1")
+    device = next(G.parameters()).device
+    keys = torch.cat([ws_from_seeds(G, [s], c, psi, device) for s, c in zip(seeds, classes)])  # [K, num_ws, w_dim]
+    if loop:
+        keys = torch.cat([keys, keys[:1]])
+    if len(keys) < 2:
+        raise UserInputError("give at least two seeds to interpolate between (or use --loop)")
+    path = []
+    for a, b in zip(keys[:-1], keys[1:]):
+        for t in torch.arange(frames_between, dtype=torch.float32) / frames_between:
+            path.append(a.lerp(b, float(t)))
+    if not loop:
+        path.append(keys[-1])
+    ws = torch.stack(path)
+    return np.concatenate([to_uint8(G.synthesis(ws[i:i + batch])) for i in range(0, len(ws), batch)])
+
+
+def write_video(path: Path, frames: np.ndarray, fps: int = 30) -> Path:
+    """Write `frames` as .mp4 (imageio-ffmpeg) or .gif; falls back to .gif when ffmpeg is unavailable."""
+    import imageio.v2 as imageio
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    suffix = path.suffix.lower()
+    if suffix not in (".mp4", ".gif"):
+        raise UserInputError(f"video output must end in .mp4 or .gif, got {path.name}")
+    if suffix == ".mp4":
+        try:
+            import imageio_ffmpeg  # noqa: F401
+
+            # Sizes not divisible by 16 are fine for libx264 with macro_block_size=1.
+            imageio.mimwrite(path, list(frames), fps=fps, codec="libx264", quality=8, macro_block_size=1)
+            return path
+        except (ImportError, RuntimeError, OSError) as e:
+            path = path.with_suffix(".gif")
+            print(f"note: cannot write MP4 ({e}); writing {path.name} instead")
+    imageio.mimwrite(path, list(frames), duration=1000 / fps, loop=0)
+    return path

@@ -1,0 +1,60 @@
+"""Pick the implementation of each StyleGAN op for a given tensor.
+
+Backends are tried in the order of `BACKENDS`; the first whose `supports(x)` is true runs.
+Fast paths (Triton on CUDA, a CPU fast path) are added to that tuple by the kernels issue and
+must match `kernels.reference` (tests compare them). `SGXL_KERNELS=reference` forces the
+reference everywhere, e.g. to bisect a numerical difference.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from kernels import reference
+
+
+@dataclass(frozen=True)
+class Backend:
+    name: str
+    supports: Callable[[torch.Tensor], bool]
+    bias_act: Callable[..., torch.Tensor]
+    upfirdn2d: Callable[..., torch.Tensor]
+    filtered_lrelu: Callable[..., torch.Tensor]
+
+
+REFERENCE = Backend(
+    name="reference",
+    supports=lambda x: True,
+    bias_act=reference.bias_act,
+    upfirdn2d=reference.upfirdn2d,
+    filtered_lrelu=reference.filtered_lrelu,
+)
+
+BACKENDS: tuple[Backend, ...] = (REFERENCE,)
+
+
+def select_backend(x: torch.Tensor) -> Backend:
+    """The backend that runs ops on `x` (the reference when `SGXL_KERNELS=reference`)."""
+    forced = os.environ.get("SGXL_KERNELS", "")
+    for backend in BACKENDS:
+        if forced and backend.name != forced:
+            continue
+        if backend.supports(x):
+            return backend
+    return REFERENCE
+
+
+def bias_act(x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
+    return select_backend(x).bias_act(x, *args, **kwargs)
+
+
+def upfirdn2d(x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
+    return select_backend(x).upfirdn2d(x, *args, **kwargs)
+
+
+def filtered_lrelu(x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
+    return select_backend(x).filtered_lrelu(x, *args, **kwargs)

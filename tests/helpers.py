@@ -1,0 +1,22 @@
+"""Helpers shared by tests: tiny generators and the path of the optional official fixtures."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from core.networks.generator import Generator
+from core.networks.presets import preset_config
+
+REPO = Path(__file__).resolve().parents[1]
+OFFICIAL_FIXTURES = REPO.parent / "shared" / "fixtures" / "official"
+
+
+def make_tiny_generator(res: int = 16, c_dim: int = 5, seed: int = 0) -> Generator:
+    """A random-init 'tiny' generator; its w_avg is set to distinct per-class values so truncation shows."""
+    torch.manual_seed(seed)
+    G = Generator(preset_config("tiny", res, c_dim=c_dim)).eval()
+    with torch.no_grad():
+        G.mapping.w_avg.copy_(torch.randn_like(G.mapping.w_avg) * 0.5)
+    return G
