@@ -187,7 +187,8 @@ def cmd_info(args: argparse.Namespace) -> int:
     G = ckpt.generator
     s = G.cfg.synthesis
     print(f"checkpoint   {path}")
-    print(f"resolution   {G.img_resolution}x{G.img_resolution} (stem {s.stem_resolution}², {len(s.stages)} growth stages)")
+    res = G.img_resolution
+    print(f"resolution   {res}x{res} (stem {s.stem_resolution}², {len(s.stages)} growth stages)")
     print(f"latents      z {G.z_dim}, w {G.w_dim}, num_ws {G.num_ws}")
     print(f"classes      {G.c_dim}" + (f" ({', '.join(ckpt.class_names[:8])}{', ...' if G.c_dim > 8 else ''})"
                                      if ckpt.class_names else ""))
