@@ -1,0 +1,58 @@
+"""Generator throughput: img/s of G (mapping + synthesis) per preset and resolution.
+
+    python bench/generator.py [--presets tiny,small] [--res 16,32,64] [--batch 8] [--repeats 5] [--device cpu]
+
+Prints a table and writes bench/results/generator.json. Figures are medians of `--repeats` timed runs
+after one warm-up run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.common import environment, median_seconds, print_table, write_json  # noqa: E402
+from core.networks.generator import Generator, count_parameters  # noqa: E402
+from core.networks.presets import preset_config  # noqa: E402
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--presets", default="tiny,small")
+    ap.add_argument("--res", default="16,32,64")
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    args = ap.parse_args()
+    device = torch.device(args.device)
+    rows = []
+    for preset in args.presets.split(","):
+        for res in [int(r) for r in args.res.split(",")]:
+            torch.manual_seed(0)
+            G = Generator(preset_config(preset, res)).eval().to(device)
+            z = torch.randn(args.batch, G.z_dim, device=device)
+            c = torch.arange(args.batch, device=device) % G.c_dim
+
+            def run(G=G, z=z, c=c) -> None:
+                with torch.no_grad():
+                    G(z, c, psi=0.7)
+
+            sec = median_seconds(run, repeats=args.repeats, cuda=device.type == "cuda")
+            counts = count_parameters(G)
+            stages = {k: v for k, v in counts.items() if k == "stem" or k.startswith("stage")}
+            rows.append({"preset": preset, "res": res, "batch": args.batch, "median_s": round(sec, 4),
+                         "img_per_s": round(args.batch / sec, 2), "ms_per_img": round(1000 * sec / args.batch, 2),
+                         "params_total": counts["total"], "params_per_stage": stages})
+    print_table(rows, ["preset", "res", "batch", "median_s", "img_per_s", "ms_per_img", "params_total",
+                       "params_per_stage"])
+    path = write_json("generator", {"benchmark": "generator", "env": environment(), "rows": rows})
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
