@@ -20,3 +20,26 @@ def make_tiny_generator(res: int = 16, c_dim: int = 5, seed: int = 0) -> Generat
     with torch.no_grad():
         G.mapping.w_avg.copy_(torch.randn_like(G.mapping.w_avg) * 0.5)
     return G
+
+
+class ToyDataset:
+    """In-memory class-conditional dataset: class k has a bright colour channel k (mod 3) plus noise."""
+
+    def __init__(self, n: int = 32, res: int = 16, classes: int = 3, seed: int = 0) -> None:
+        import numpy as np
+
+        rng = np.random.RandomState(seed)
+        self.resolution, self.num_classes = res, classes
+        self.class_names = [f"class{i}" for i in range(classes)]
+        self.labels = rng.randint(0, classes, n)
+        self.images = []
+        for label in self.labels:
+            img = rng.randint(0, 60, (3, res, res)).astype(np.uint8)
+            img[label % 3] += 150
+            self.images.append(img)
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, i: int):
+        return self.images[i], int(self.labels[i])

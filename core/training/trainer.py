@@ -1,0 +1,443 @@
+"""The StyleGAN-XL training loop: G/D alternation, G EMA, snapshots, resume, progressive stages.
+
+Recipe (paper Sec. 4 / DESIGN.md §3): Adam betas (0, 0.99), eps 1e-8, G lr 0.0025, D lr 0.002;
+G_ema with ema_kimg = batch * 10 / 32 and a 5% ramp-up; hinge loss with a fading blur; the
+projected discriminator is rebuilt fresh for every stage; in a growth stage only the new head of G
+trains. Snapshots hold G_ema (what users generate with) plus everything needed to resume
+exactly: G, D, both optimizers, the RNG state and the data position.
+
+Run directory:
+    log.jsonl                 one JSON object per tick (losses, kimg, sec/kimg) and per event
+    samples/reals.png         a grid of training images
+    samples/fakes{kimg}.png   G_ema on fixed seeds x classes at each snapshot
+    snapshots/snapshot-{kimg}.sgxl, latest.sgxl   (written atomically)
+
+Multi-process (torchrun, gloo on CPU / nccl on CUDA): every rank trains on its slice of the batch
+and gradients are averaged with all_reduce before each optimizer step, as the official code does.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from core.errors import SGXLError
+from core.io.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from core.networks.discriminator import DiscriminatorConfig, ProjectedDiscriminator
+from core.networks.generator import Generator
+from core.training.loss import LossConfig, ProjectedGANLoss
+
+
+class TrainingError(SGXLError):
+    """Training cannot continue (bad data, NaN losses, ...); the last good snapshot is kept."""
+
+
+@dataclass
+class TrainConfig:
+    batch: int = 16  # total batch over all processes and accumulation rounds
+    batch_gpu: int | None = None  # per-process batch of one forward pass (default: all of it)
+    kimg: float = 10.0  # train until this many thousand images (counted over the whole run)
+    snapshot_kimg: float = 1.0
+    tick_kimg: float = 0.1  # log interval
+    g_lr: float = 0.0025
+    d_lr: float = 0.002
+    betas: tuple[float, float] = (0.0, 0.99)
+    eps: float = 1e-8
+    ema_kimg: float | None = None  # default batch * 10 / 32
+    ema_rampup: float = 0.05
+    seed: int = 0
+    mirror: bool = False
+    loss: LossConfig = field(default_factory=LossConfig)
+    disc: DiscriminatorConfig = field(default_factory=DiscriminatorConfig)
+    sample_seeds: int = 4  # samples per class in the snapshot grid
+    sample_classes: int = 8
+    mixed_precision: bool = True  # bf16 autocast on CUDA only
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> TrainConfig:
+        d = dict(d)
+        d["loss"] = LossConfig(**d.get("loss", {}))
+        d["disc"] = DiscriminatorConfig(**d.get("disc", {}))
+        d["betas"] = tuple(d.get("betas", (0.0, 0.99)))
+        return cls(**d)
+
+
+@dataclass
+class TrainState:
+    cur_nimg: int = 0
+    stage_start_nimg: int = 0  # blur and the stage's own kimg count restart here
+    step: int = 0
+    epoch: int = 0
+    epoch_pos: int = 0
+
+
+def world() -> tuple[int, int]:
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+class Trainer:
+    def __init__(
+        self,
+        G: Generator,
+        dataset,
+        run_dir: str | Path,
+        cfg: TrainConfig,
+        feature_networks: dict[str, torch.nn.Module],
+        device: str | torch.device = "cpu",
+        guidance: torch.nn.Module | None = None,
+        class_names: list[str] | None = None,
+        metrics_fn: Callable[[Generator], dict] | None = None,
+        state: TrainState | None = None,
+    ) -> None:
+        self.rank, self.world_size = world()
+        self.device = torch.device(device)
+        self.cfg, self.dataset, self.run_dir = cfg, dataset, Path(run_dir)
+        self.class_names = class_names or getattr(dataset, "class_names", None)
+        self.metrics_fn = metrics_fn
+        self.state = state or TrainState()
+        if G.img_resolution != dataset.resolution:
+            raise TrainingError(f"the generator makes {G.img_resolution}² images but the dataset is "
+                                f"{dataset.resolution}²: grow the model or rebuild the dataset at that resolution")
+        if G.c_dim != max(dataset.num_classes, 0) and not (G.c_dim == 0 and dataset.num_classes <= 1):
+            raise TrainingError(f"the generator has {G.c_dim} classes but the dataset has {dataset.num_classes}")
+        self.batch_gpu = cfg.batch_gpu or cfg.batch // self.world_size
+        if cfg.batch % (self.batch_gpu * self.world_size) != 0:
+            raise TrainingError(f"batch {cfg.batch} must be a multiple of batch_gpu x processes "
+                                f"({self.batch_gpu} x {self.world_size})")
+        self.rounds = cfg.batch // (self.batch_gpu * self.world_size)
+
+        torch.manual_seed(cfg.seed + self.rank)
+        self.G = G.to(self.device).train()
+        self.G_ema = copy.deepcopy(G).eval().requires_grad_(False)
+        disc_cfg = copy.deepcopy(cfg.disc)
+        disc_cfg.c_dim = G.c_dim
+        self.D = ProjectedDiscriminator(feature_networks, disc_cfg).to(self.device).train()
+        self._broadcast_params()
+        self.g_params = self.G.trainable_parameters()
+        self.d_params = self.D.trainable_parameters()
+        self.opt_G = torch.optim.Adam(self.g_params, lr=cfg.g_lr, betas=cfg.betas, eps=cfg.eps)
+        self.opt_D = torch.optim.Adam(self.d_params, lr=cfg.d_lr, betas=cfg.betas, eps=cfg.eps)
+        self.loss = ProjectedGANLoss(self.G, self.D, cfg.loss, guidance)
+        self.labels = self._dataset_labels()
+        self.stop_requested = False
+
+    # ------------------------------------------------------------------ data
+    def _dataset_labels(self) -> np.ndarray:
+        labels = getattr(self.dataset, "labels", None)
+        if labels is None:
+            labels = np.array([self.dataset[i][1] for i in range(len(self.dataset))])
+        return np.asarray(labels, dtype=np.int64)
+
+    def _order(self, epoch: int) -> np.ndarray:
+        return np.random.RandomState(self.cfg.seed + 7919 * epoch).permutation(len(self.dataset))
+
+    def _next_real_batch(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """This rank's slice of the next batch; the order is a function of (seed, epoch) only."""
+        n = self.batch_gpu
+        indices = []
+        while len(indices) < n * self.world_size:
+            order = self._order(self.state.epoch)
+            take = order[self.state.epoch_pos:self.state.epoch_pos + n * self.world_size - len(indices)]
+            indices.extend(take.tolist())
+            self.state.epoch_pos += len(take)
+            if self.state.epoch_pos >= len(order):
+                self.state.epoch, self.state.epoch_pos = self.state.epoch + 1, 0
+        mine = indices[self.rank * n:(self.rank + 1) * n]
+        imgs, labels = [], []
+        for i in mine:
+            img, label = self.dataset[i]
+            imgs.append(torch.as_tensor(np.asarray(img)))
+            labels.append(label)
+        x = torch.stack(imgs).to(self.device, torch.float32) / 127.5 - 1  # [B, 3, H, W] in [-1, 1]
+        if self.cfg.mirror:
+            flip = torch.rand(n, device=self.device) < 0.5
+            x = torch.where(flip[:, None, None, None], x.flip(3), x)
+        return x, self._one_hot(torch.as_tensor(labels))
+
+    def _one_hot(self, labels: torch.Tensor) -> torch.Tensor | None:
+        if self.G.c_dim == 0:
+            return None
+        return torch.nn.functional.one_hot(labels.long(), self.G.c_dim).float().to(self.device)
+
+    def _gen_inputs(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        z = torch.randn(self.batch_gpu, self.G.z_dim, device=self.device)
+        # Generated classes follow the dataset's label distribution, as in the official loop.
+        picks = torch.randint(0, len(self.labels), [self.batch_gpu])
+        return z, self._one_hot(torch.as_tensor(self.labels[picks.numpy()]))
+
+    # ------------------------------------------------------------------ distributed helpers
+    def _broadcast_params(self) -> None:
+        if self.world_size == 1:
+            return
+        for module in (self.G, self.G_ema, self.D):
+            for t in list(module.parameters()) + list(module.buffers()):
+                dist.broadcast(t.data, src=0)
+
+    def _sync_grads(self, params: list[torch.nn.Parameter]) -> None:
+        if self.world_size == 1:
+            return
+        grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
+        flat = torch.cat([g.flatten() for g in grads])
+        dist.all_reduce(flat)
+        flat /= self.world_size
+        offset = 0
+        for p in params:
+            n = p.numel()
+            p.grad = flat[offset:offset + n].view_as(p).clone()
+            offset += n
+
+    @torch.no_grad()
+    def _sync_buffers(self) -> None:
+        """Average the running statistics (w_avg, magnitude_ema, BatchNorm) so every rank holds the same model."""
+        if self.world_size == 1:
+            return
+        for module in (self.G, self.D.discriminators):
+            for b in module.buffers():
+                if b.is_floating_point():
+                    dist.all_reduce(b)
+                    b /= self.world_size
+
+    # ------------------------------------------------------------------ one step
+    def _autocast(self):
+        enabled = self.device.type == "cuda" and self.cfg.mixed_precision
+        return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=enabled)
+
+    def train_step(self) -> dict[str, float]:
+        stage_nimg = self.state.cur_nimg - self.state.stage_start_nimg
+        stats: dict[str, float] = {}
+
+        # G phase: only G's trainable parameters move; D's are switched off so no D gradients are computed.
+        for p in self.d_params:
+            p.requires_grad_(False)
+        self.opt_G.zero_grad(set_to_none=True)
+        for _ in range(self.rounds):
+            z, c = self._gen_inputs()
+            with self._autocast():
+                loss, s = self.loss.generator_loss(z, c, stage_nimg)
+            (loss / self.rounds).backward()
+            stats.update(s)
+        self._sync_grads(self.g_params)
+        self._check_finite(stats)
+        self.opt_G.step()
+
+        # D phase.
+        for p in self.d_params:
+            p.requires_grad_(True)
+        self.opt_D.zero_grad(set_to_none=True)
+        for _ in range(self.rounds):
+            real, real_c = self._next_real_batch()
+            z, c = self._gen_inputs()
+            with self._autocast():
+                loss, s = self.loss.discriminator_loss(real, real_c, z, c, stage_nimg)
+            (loss / self.rounds).backward()
+            stats.update(s)
+        self._sync_grads(self.d_params)
+        self._check_finite(stats)
+        self.opt_D.step()
+
+        self._sync_buffers()
+        self.state.cur_nimg += self.cfg.batch
+        self.state.step += 1
+        self._update_ema()
+        return stats
+
+    def _check_finite(self, stats: dict[str, float]) -> None:
+        bad = [k for k, v in stats.items() if not math.isfinite(v)]
+        if bad:
+            raise TrainingError(f"loss became {stats[bad[0]]} ({bad[0]}) at kimg {self.state.cur_nimg / 1e3:.2f}; "
+                                "the last snapshot is intact — try a lower learning rate")
+
+    @torch.no_grad()
+    def _update_ema(self) -> None:
+        ema_kimg = self.cfg.ema_kimg if self.cfg.ema_kimg is not None else self.cfg.batch * 10 / 32
+        ema_nimg = ema_kimg * 1000
+        if self.cfg.ema_rampup:
+            ema_nimg = min(ema_nimg, self.state.cur_nimg * self.cfg.ema_rampup)
+        beta = 0.5 ** (self.cfg.batch / max(ema_nimg, 1e-8))
+        for p_ema, p in zip(self.G_ema.parameters(), self.G.parameters()):
+            p_ema.copy_(p.detach().lerp(p_ema, beta))
+        for b_ema, b in zip(self.G_ema.buffers(), self.G.buffers()):
+            b_ema.copy_(b)
+
+    # ------------------------------------------------------------------ output
+    def log(self, record: dict) -> None:
+        if self.rank != 0:
+            return
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.run_dir / "log.jsonl", "a") as f:
+            f.write(json.dumps({"time": time.time(), **record}) + "\n")
+
+    def sample_grid(self) -> np.ndarray:
+        from core.sampling import image_grid, to_uint8, ws_from_seeds
+
+        classes = list(range(min(self.G.c_dim, self.cfg.sample_classes))) or [None]
+        rows = []
+        with torch.no_grad():
+            for c in classes:
+                ws = ws_from_seeds(self.G_ema, list(range(self.cfg.sample_seeds)), c, 1.0, self.device)
+                rows.append(to_uint8(self.G_ema.synthesis(ws)))
+        return image_grid(np.concatenate(rows), cols=self.cfg.sample_seeds)
+
+    def save_snapshot(self, final: bool = False) -> Path | None:
+        if self.rank != 0:
+            return None
+        from PIL import Image
+
+        kimg = self.state.cur_nimg / 1e3
+        samples = self.run_dir / "samples"
+        samples.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(self.sample_grid()).save(samples / f"fakes{int(round(kimg * 1000)):09d}.png")
+        metrics = self.metrics_fn(self.G_ema) if self.metrics_fn else {}
+        meta = {"kimg": kimg, "stage": self.G.stage, "resolution": self.G.img_resolution,
+                "train_state": asdict(self.state), "train_config": self.cfg.to_dict(), "metrics": metrics,
+                "final": final}
+        extra = {
+            "G_train": self.G.state_dict(),
+            "D": {k: v for k, v in self.D.state_dict().items() if not k.startswith("feature_networks.")},
+            "opt_G": _flatten_optimizer(self.opt_G),
+            "opt_D": _flatten_optimizer(self.opt_D),
+            "rng": {"torch": torch.get_rng_state()},
+        }
+        path = save_checkpoint(self.run_dir / "snapshots" / f"snapshot-{int(round(kimg * 1000)):09d}.sgxl",
+                               self.G_ema, meta, class_names=self.class_names, extra_tensors=extra)
+        latest = save_checkpoint(self.run_dir / "latest.sgxl", self.G_ema, meta, class_names=self.class_names,
+                                 extra_tensors=extra)
+        self.log({"event": "snapshot", "kimg": kimg, "path": str(path), "latest": str(latest), "metrics": metrics})
+        return path
+
+    def restore(self, ckpt: Checkpoint) -> None:
+        """Continue exactly where `ckpt` (a snapshot of this trainer's run) stopped."""
+        ex = ckpt.extra_tensors
+        missing = [g for g in ("G_train", "D", "opt_G", "opt_D", "rng") if g not in ex]
+        if missing:
+            raise TrainingError(f"{ckpt.path} has no training state ({', '.join(missing)}); use it with --grow-from "
+                                "or as a starting point, not --resume")
+        self.G.load_state_dict(ex["G_train"])
+        self.G_ema.load_state_dict(ckpt.generator.state_dict())
+        self.D.load_state_dict(ex["D"], strict=False)
+        _load_optimizer(self.opt_G, ex["opt_G"])
+        _load_optimizer(self.opt_D, ex["opt_D"])
+        torch.set_rng_state(ex["rng"]["torch"])
+        self.state = TrainState(**ckpt.meta["train_state"])
+
+    # ------------------------------------------------------------------ loop
+    def request_stop(self, *_args) -> None:
+        self.stop_requested = True
+
+    def run(self, progress: bool = True) -> Path | None:
+        from tqdm import tqdm
+
+        cfg = self.cfg
+        total = int(cfg.kimg * 1000)
+        if self.rank == 0 and self.state.cur_nimg == 0:
+            from PIL import Image
+
+            from core.sampling import image_grid
+
+            (self.run_dir / "samples").mkdir(parents=True, exist_ok=True)
+            n = min(len(self.dataset), 32)
+            reals = np.stack([np.asarray(self.dataset[i][0]).transpose(1, 2, 0) for i in range(n)])
+            Image.fromarray(image_grid(reals, cols=8)).save(self.run_dir / "samples" / "reals.png")
+            self.log({"event": "start", "config": cfg.to_dict(), "resolution": self.G.img_resolution,
+                      "stage": self.G.stage, "num_images": len(self.dataset), "world_size": self.world_size})
+        previous = signal.getsignal(signal.SIGINT)
+        try:  # Ctrl-C / SIGTERM finish the current step, then write a final snapshot
+            signal.signal(signal.SIGINT, self.request_stop)
+            signal.signal(signal.SIGTERM, self.request_stop)
+        except ValueError:  # not the main thread (e.g. called from a GUI worker)
+            pass
+        bar = tqdm(total=total / 1e3, initial=self.state.cur_nimg / 1e3, unit="kimg", disable=not progress or
+                   self.rank != 0, bar_format="{l_bar}{bar}| {n:.2f}/{total:.2f} kimg [{elapsed}<{remaining}{postfix}]")
+        next_tick = self.state.cur_nimg + cfg.tick_kimg * 1000
+        next_snap = self.state.cur_nimg + cfg.snapshot_kimg * 1000
+        tick_start, tick_nimg = time.time(), self.state.cur_nimg
+        last, last_snap_nimg = None, -1
+        try:
+            while self.state.cur_nimg < total and not self.stop_requested:
+                stats = self.train_step()
+                bar.update(cfg.batch / 1e3)
+                if self.state.cur_nimg >= next_tick or self.state.cur_nimg >= total:
+                    elapsed = time.time() - tick_start
+                    sec_per_kimg = elapsed / max((self.state.cur_nimg - tick_nimg) / 1e3, 1e-9)
+                    self.log({"kimg": self.state.cur_nimg / 1e3, "step": self.state.step,
+                              "sec_per_kimg": sec_per_kimg, **stats})
+                    bar.set_postfix_str(f"{sec_per_kimg:.0f} s/kimg, G {stats['G_loss']:.3f}, D {stats['D_loss']:.3f}")
+                    tick_start, tick_nimg = time.time(), self.state.cur_nimg
+                    next_tick += cfg.tick_kimg * 1000
+                if self.state.cur_nimg >= next_snap:
+                    last = self.save_snapshot()
+                    last_snap_nimg = self.state.cur_nimg
+                    next_snap += cfg.snapshot_kimg * 1000
+        except TrainingError as e:
+            self.log({"event": "error", "message": str(e)})
+            raise
+        finally:
+            bar.close()
+            try:
+                signal.signal(signal.SIGINT, previous)
+            except ValueError:
+                pass
+        if last_snap_nimg != self.state.cur_nimg:  # unless the loop just wrote this very snapshot
+            last = self.save_snapshot(final=True) or last
+        self.log({"event": "stopped" if self.stop_requested else "done", "kimg": self.state.cur_nimg / 1e3})
+        return last
+
+
+def _flatten_optimizer(opt: torch.optim.Optimizer) -> dict[str, torch.Tensor]:
+    """Adam state as flat named tensors (safetensors holds tensors only)."""
+    out = {}
+    for idx, state in opt.state_dict()["state"].items():
+        for key, value in state.items():
+            out[f"{idx}.{key}"] = torch.as_tensor(value)
+    return out
+
+
+def _load_optimizer(opt: torch.optim.Optimizer, flat: dict[str, torch.Tensor]) -> None:
+    sd = opt.state_dict()
+    state: dict[int, dict[str, torch.Tensor]] = {}
+    for name, value in flat.items():
+        idx, key = name.split(".", 1)
+        state.setdefault(int(idx), {})[key] = value
+    sd["state"] = state
+    opt.load_state_dict(sd)
+
+
+def build_generator_for(dataset, preset: str, grow_from: Path | None, head_layers: int | None,
+                        device: str | torch.device) -> tuple[Generator, list[str] | None]:
+    """A fresh stem (preset at 16²) or the next stage grown from a checkpoint, sized for `dataset`."""
+    from core.networks.presets import preset_config
+
+    res = dataset.resolution
+    c_dim = dataset.num_classes if dataset.num_classes > 1 else 0
+    if grow_from is None:
+        cfg = preset_config(preset, 16, c_dim=c_dim)
+        if res != cfg.synthesis.stem_resolution:
+            raise TrainingError(f"training starts with the 16² stem, but the dataset is {res}²: build a 16² dataset "
+                                "for the stem, then --grow-from its snapshot for each higher resolution")
+        return Generator(cfg), getattr(dataset, "class_names", None)
+    base = load_checkpoint(grow_from, device="cpu")
+    G_prev = base.generator
+    if res % G_prev.img_resolution or res <= G_prev.img_resolution:
+        raise TrainingError(f"cannot grow a {G_prev.img_resolution}² model to a {res}² dataset")
+    if G_prev.c_dim != c_dim:
+        raise TrainingError(f"{grow_from} has {G_prev.c_dim} classes, the dataset {c_dim}")
+    syn = G_prev.cfg.synthesis
+    # Default head: as deep as the previous stage's, else 7 (paper) capped for shallow stems.
+    default_head = syn.stages[-1].head_layers if syn.stages else min(7, max(3, syn.num_layers - 2))
+    G = G_prev.grow(up_factor=res // G_prev.img_resolution, head_layers=head_layers or default_head)
+    return G, base.class_names or getattr(dataset, "class_names", None)
