@@ -211,6 +211,38 @@ def cmd_convert(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train(args: argparse.Namespace) -> int:
+    from core.training.launch import TrainOptions, run_training
+
+    if not args.resume and not args.data:
+        raise UserInputError("give --data (a dataset made by `sgxl dataset`) or --resume RUN_DIR")
+    class_map = parse_int_list(args.class_map, "class map") if args.class_map else None
+    opts = TrainOptions(
+        data=args.data, out=args.out, preset=args.preset, grow_from=args.grow_from, head_layers=args.head_layers,
+        resume=args.resume, batch=args.batch, batch_gpu=args.batch_gpu, kimg=args.kimg, snapshot_kimg=args.snap,
+        tick_kimg=args.tick, g_lr=args.glr, d_lr=args.dlr, cls_weight=args.cls_weight, class_map=class_map,
+        blur_fade_kimg=args.blur_fade_kimg, d_input_size=args.d_input_size, deit_weights=args.deit_weights,
+        mirror=args.mirror, seed=args.seed, device=args.device, progress=not args.no_progress)
+    if opts.resume and not opts.data:
+        from core.io.checkpoint import load_checkpoint
+
+        resume = Path(opts.resume)
+        ckpt = load_checkpoint(resume / "latest.sgxl" if resume.is_dir() else resume)
+        opts.data = ckpt.meta.get("dataset") or ""
+        if not opts.data:
+            raise UserInputError("this snapshot does not record its dataset; pass --data")
+    last = run_training(opts)
+    if last is not None:
+        print(f"last snapshot: {last}")
+    return 0
+
+
+def cmd_dataset(args: argparse.Namespace) -> int:
+    from core.data.dataset_tool import run_dataset_command
+
+    return run_dataset_command(args)
+
+
 def cmd_explore(args: argparse.Namespace) -> int:
     from explorer.app import main as explorer_main
 
@@ -257,6 +289,39 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("pkl")
     p.add_argument("--out", required=True, help="output .sgxl path")
     p.set_defaults(func=cmd_convert)
+
+    p = sub.add_parser("train", help="train (or grow, or resume) a StyleGAN-XL model")
+    p.add_argument("--data", help="dataset zip or folder (see `sgxl dataset`)")
+    p.add_argument("--out", default="runs/run", help="run directory: log.jsonl, samples/, snapshots/")
+    p.add_argument("--preset", default="tiny", choices=["tiny", "small", "imagenet"], help="generator size")
+    p.add_argument("--grow-from", help="snapshot of the previous stage: add layers for the dataset's resolution")
+    p.add_argument("--head-layers", type=int, help="layers added by --grow-from (default: as the last stage, or 7)")
+    p.add_argument("--resume", help="run directory or snapshot to continue exactly where it stopped")
+    p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--batch-gpu", type=int, help="images per forward pass (gradient accumulation up to --batch)")
+    p.add_argument("--kimg", type=float, help="thousands of images to train this stage (default 10); with "
+                   "--resume: the run's new total")
+    p.add_argument("--snap", type=float, default=1.0, help="snapshot every N kimg (default 1)")
+    p.add_argument("--tick", type=float, default=0.1, help="log every N kimg (default 0.1)")
+    p.add_argument("--glr", type=float, default=0.0025)
+    p.add_argument("--dlr", type=float, default=0.002)
+    p.add_argument("--cls-weight", type=float, default=0.0, help="classifier guidance weight (0 = off)")
+    p.add_argument("--class-map", help="ImageNet class index per dataset class, for guidance on other datasets")
+    p.add_argument("--blur-fade-kimg", type=float, default=300.0, help="fade the D blur out over N kimg")
+    p.add_argument("--d-input-size", type=int, default=224,
+                   help="resize images to this before the feature networks (paper: 224; smaller is faster on CPU)")
+    p.add_argument("--deit-weights", help="DeiT-base distilled weights file (optional second feature network)")
+    p.add_argument("--mirror", action="store_true", help="random horizontal flips of real images")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (logs still go to log.jsonl)")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("dataset", help="convert a folder of images into a training dataset")
+    from core.data.dataset_tool import add_dataset_arguments
+
+    add_dataset_arguments(p)
+    p.set_defaults(func=cmd_dataset)
 
     p = sub.add_parser("explore", help="open the interactive explorer")
     p.add_argument("ckpt", nargs="?", help="checkpoint to open (default: the bundled demo)")

@@ -304,6 +304,7 @@ class Trainer:
         Image.fromarray(self.sample_grid()).save(samples / f"fakes{int(round(kimg * 1000)):09d}.png")
         metrics = self.metrics_fn(self.G_ema) if self.metrics_fn else {}
         meta = {"kimg": kimg, "stage": self.G.stage, "resolution": self.G.img_resolution,
+                "dataset": str(getattr(self.dataset, "path", "")),
                 "train_state": asdict(self.state), "train_config": self.cfg.to_dict(), "metrics": metrics,
                 "final": final}
         extra = {

@@ -1,0 +1,128 @@
+"""Assemble and run a training job: dataset, generator (new stem, grown stage or resumed run),
+frozen feature networks, optional classifier guidance, and the Trainer. `sgxl train` and the
+explorer's train panel (which runs `sgxl train` as a subprocess) both end up here.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+
+from core.errors import SGXLError, UserInputError
+from core.io.checkpoint import load_checkpoint
+from core.networks.discriminator import DiscriminatorConfig
+from core.networks.generator import Generator
+from core.training.loss import ClassifierGuidance, LossConfig
+from core.training.trainer import TrainConfig, Trainer, TrainState, build_generator_for
+
+
+@dataclass
+class TrainOptions:
+    data: str
+    out: str
+    preset: str = "tiny"
+    grow_from: str | None = None
+    head_layers: int | None = None
+    resume: str | None = None
+    batch: int = 16
+    batch_gpu: int | None = None
+    kimg: float | None = None  # new run / new stage: kimg to train (default 10); resume: the run's total
+    snapshot_kimg: float = 1.0
+    tick_kimg: float = 0.1
+    g_lr: float = 0.0025
+    d_lr: float = 0.002
+    cls_weight: float = 0.0
+    class_map: list[int] | None = None
+    blur_fade_kimg: float = 300.0
+    d_input_size: int = 224
+    deit_weights: str | None = None
+    mirror: bool = False
+    seed: int = 0
+    device: str = "auto"
+    progress: bool = True
+
+
+def init_distributed(device: str) -> torch.device:
+    """torchrun sets WORLD_SIZE/RANK/LOCAL_RANK: join the process group (gloo on CPU, nccl on CUDA)."""
+    use_cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
+    if device == "cuda" and not torch.cuda.is_available():
+        raise UserInputError("--device cuda was asked for, but PyTorch sees no CUDA GPU")
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if use_cuda else "gloo")
+    if use_cuda:
+        local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+        torch.cuda.set_device(local_rank)
+        return torch.device("cuda", local_rank)
+    return torch.device("cpu")
+
+
+def feature_networks(opts: TrainOptions, device: torch.device) -> dict[str, torch.nn.Module]:
+    from core.networks.feature_nets import EfficientNetFeatures, load_deit_features
+
+    nets: dict[str, torch.nn.Module] = {"effnet": EfficientNetFeatures(device=device, min_size=opts.d_input_size)}
+    deit = load_deit_features(opts.deit_weights, device=device)  # None (and one log line) when unavailable
+    if deit is not None:
+        nets["deit"] = deit
+    return nets
+
+
+def classifier_guidance(opts: TrainOptions, c_dim: int, device: torch.device) -> ClassifierGuidance | None:
+    if opts.cls_weight <= 0:
+        return None
+    from core.networks.feature_nets import ImageNetClassifier
+
+    if c_dim != 1000 and not opts.class_map:
+        raise UserInputError(f"classifier guidance needs ImageNet classes, but the dataset has {c_dim}: pass "
+                             "--class-map with one ImageNet class index per dataset class, or --cls-weight 0")
+    if opts.class_map and len(opts.class_map) != c_dim:
+        raise UserInputError(f"--class-map has {len(opts.class_map)} entries for {c_dim} classes")
+    return ClassifierGuidance(ImageNetClassifier(device=device), opts.class_map).to(device)
+
+
+def run_training(opts: TrainOptions) -> Path | None:
+    from core.data.dataset import ImageDataset
+
+    device = init_distributed(opts.device)
+    dataset = ImageDataset(opts.data)
+    loss_cfg = LossConfig(cls_weight=opts.cls_weight, blur_fade_kimg=opts.blur_fade_kimg)
+    stage_kimg = 10.0 if opts.kimg is None else opts.kimg
+    cfg = TrainConfig(batch=opts.batch, batch_gpu=opts.batch_gpu, kimg=stage_kimg, snapshot_kimg=opts.snapshot_kimg,
+                      tick_kimg=opts.tick_kimg, g_lr=opts.g_lr, d_lr=opts.d_lr, seed=opts.seed, mirror=opts.mirror,
+                      loss=loss_cfg, disc=DiscriminatorConfig(input_size=opts.d_input_size))
+    resume_ckpt = None
+    if opts.resume:
+        path = Path(opts.resume)
+        resume_ckpt = load_checkpoint(path / "latest.sgxl" if path.is_dir() else path)
+        saved = resume_ckpt.meta.get("train_config")
+        if saved is None:
+            raise UserInputError(f"{path} is not a training snapshot (no training state); use --grow-from instead")
+        cfg = TrainConfig.from_dict(saved)
+        if opts.kimg is not None:  # the only setting a resume may change: how far to go
+            cfg.kimg = opts.kimg
+        G = Generator(resume_ckpt.config)
+        class_names = resume_ckpt.class_names
+    else:
+        G, class_names = build_generator_for(dataset, opts.preset, Path(opts.grow_from) if opts.grow_from else None,
+                                             opts.head_layers, device)
+    state = None
+    if opts.grow_from and not opts.resume:
+        grown_from = load_checkpoint(opts.grow_from)
+        # kimg keeps counting over the whole run; blur restarts with the stage.
+        nimg = int(grown_from.kimg * 1000)
+        state = TrainState(cur_nimg=nimg, stage_start_nimg=nimg)
+        cfg.kimg = grown_from.kimg + stage_kimg
+    guidance = classifier_guidance(opts, G.c_dim, device)
+    trainer = Trainer(G, dataset, opts.out, cfg, feature_networks(opts, device), device=device, guidance=guidance,
+                      class_names=class_names, state=state)
+    if resume_ckpt is not None:
+        trainer.restore(resume_ckpt)
+        if trainer.state.cur_nimg >= cfg.kimg * 1000:
+            raise UserInputError(f"the run is already at {trainer.state.cur_nimg / 1e3:.1f} kimg; pass a larger --kimg")
+    try:
+        return trainer.run(progress=opts.progress)
+    except torch.OutOfMemoryError:
+        raise SGXLError("out of memory: lower --batch-gpu (gradient accumulation keeps the total batch)") from None
