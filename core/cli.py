@@ -217,8 +217,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     if not args.resume and not args.data:
         raise UserInputError("give --data (a dataset made by `sgxl dataset`) or --resume RUN_DIR")
     class_map = parse_int_list(args.class_map, "class map") if args.class_map else None
+    out = args.out
+    if out is None:
+        resume = Path(args.resume) if args.resume else None
+        out = str(resume if resume and resume.is_dir() else resume.parent.parent if resume else "runs/run")
     opts = TrainOptions(
-        data=args.data, out=args.out, preset=args.preset, grow_from=args.grow_from, head_layers=args.head_layers,
+        data=args.data, out=out, preset=args.preset, grow_from=args.grow_from, head_layers=args.head_layers,
         resume=args.resume, batch=args.batch, batch_gpu=args.batch_gpu, kimg=args.kimg, snapshot_kimg=args.snap,
         tick_kimg=args.tick, g_lr=args.glr, d_lr=args.dlr, cls_weight=args.cls_weight, class_map=class_map,
         blur_fade_kimg=args.blur_fade_kimg, d_input_size=args.d_input_size, deit_weights=args.deit_weights,
@@ -292,7 +296,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train (or grow, or resume) a StyleGAN-XL model")
     p.add_argument("--data", help="dataset zip or folder (see `sgxl dataset`)")
-    p.add_argument("--out", default="runs/run", help="run directory: log.jsonl, samples/, snapshots/")
+    p.add_argument("--out", help="run directory: log.jsonl, samples/, snapshots/ (default runs/run, or the "
+                   "--resume run)")
     p.add_argument("--preset", default="tiny", choices=["tiny", "small", "imagenet"], help="generator size")
     p.add_argument("--grow-from", help="snapshot of the previous stage: add layers for the dataset's resolution")
     p.add_argument("--head-layers", type=int, help="layers added by --grow-from (default: as the last stage, or 7)")
@@ -340,6 +345,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # e.g. `sgxl info X | head`
+        sys.stderr.close()
+        return 0
 
 
 if __name__ == "__main__":
