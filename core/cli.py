@@ -322,7 +322,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true", help="no progress bar (logs still go to log.jsonl)")
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("dataset", help="convert a folder of images into a training dataset")
+    p = sub.add_parser("dataset", help="build a training dataset from a folder of images, or --preset noto-emoji")
     from core.data.dataset_tool import add_dataset_arguments
 
     add_dataset_arguments(p)

@@ -94,3 +94,14 @@ def test_hinge_losses(effnet: EfficientNetFeatures) -> None:
     assert all(p.grad is not None for p in G.trainable_parameters())
     with pytest.raises(ValueError, match="needs a classifier"):
         ProjectedGANLoss(G, D, LossConfig(cls_weight=1.0))
+
+
+def test_path_length_regularization_gives_generator_gradients(effnet: EfficientNetFeatures) -> None:
+    G = make_tiny_generator(16, c_dim=3).train()
+    D = ProjectedDiscriminator({"effnet": effnet}, DiscriminatorConfig(c_dim=3))
+    loss = ProjectedGANLoss(G, D, LossConfig(pl_weight=2.0))
+    c = torch.eye(3)[[0, 1, 2, 0]]
+    pl_loss, pl_mean, stats = loss.path_length_loss(torch.randn(4, G.z_dim), c, pl_mean=0.0)
+    assert pl_mean > 0 and stats["G_pl_penalty"] >= 0
+    pl_loss.backward()
+    assert G.mapping.fc0.weight.grad is not None and G.mapping.fc0.weight.grad.abs().sum() > 0

@@ -14,18 +14,20 @@ import torch.multiprocessing as mp
 from core.io.checkpoint import load_checkpoint
 from core.networks.discriminator import DiscriminatorConfig
 from core.networks.feature_nets import EfficientNetFeatures
+from core.training.loss import LossConfig
 from core.training.trainer import TrainConfig, Trainer, TrainingError, build_generator_for
 from tests.helpers import ToyDataset
 
 
 @pytest.fixture(scope="module")
 def effnet() -> EfficientNetFeatures:
-    return EfficientNetFeatures()
+    return EfficientNetFeatures(min_size=64)
 
 
 def small_cfg(**kw) -> TrainConfig:
     base = dict(batch=4, kimg=0.016, snapshot_kimg=0.008, tick_kimg=0.004, seed=1, sample_seeds=2,
-                sample_classes=3, disc=DiscriminatorConfig())
+                sample_classes=3, disc=DiscriminatorConfig(input_size=64),
+                loss=LossConfig(pl_start_kimg=0, pl_interval=2))  # exercise path-length reg too
     base.update(kw)
     return TrainConfig(**base)
 
@@ -67,7 +69,7 @@ def test_resume_continues_exactly(tmp_path: Path, effnet) -> None:
     full.run(progress=False)
     resumed = make_trainer(tmp_path / "resumed", effnet, small_cfg())
     resumed.restore(load_checkpoint(tmp_path / "full" / "snapshots" / "snapshot-000000008.sgxl"))
-    assert resumed.state.cur_nimg == 8 and resumed.state.step == 2
+    assert resumed.state.cur_nimg == 8 and resumed.state.step == 2 and resumed.state.pl_mean > 0
     resumed.run(progress=False)
     ticks_full = [r for r in read_log(tmp_path / "full") if "D_loss" in r and r["kimg"] > 0.008]
     ticks_resumed = [r for r in read_log(tmp_path / "resumed") if "D_loss" in r]
@@ -112,7 +114,7 @@ def _ddp_worker(rank: int, world_size: int, init_file: str, out_dir: str) -> Non
     try:
         torch.set_num_threads(1)
         cfg = small_cfg(kimg=0.008, snapshot_kimg=1.0)
-        trainer = make_trainer(Path(out_dir) / "run", EfficientNetFeatures(), cfg)
+        trainer = make_trainer(Path(out_dir) / "run", EfficientNetFeatures(min_size=64), cfg)
         trainer.run(progress=False)
         torch.save({k: v for k, v in trainer.G.state_dict().items()}, Path(out_dir) / f"G_rank{rank}.pt")
     finally:

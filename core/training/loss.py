@@ -7,6 +7,8 @@
 - Classifier guidance (Sec. 4.3): cross-entropy of a pretrained classifier on generated images
   for the requested class, weighted by `cls_weight`.
 - Optional style mixing regularization (probability `style_mixing_prob`; StyleGAN-XL uses 0).
+- Path-length regularization (StyleGAN2 Sec. 3.2) on the stem only, from `pl_start_kimg` on, lazily
+  every `pl_interval` steps (StyleGAN-XL: weight 2, after 1M images, every 4 steps).
 """
 
 from __future__ import annotations
@@ -29,6 +31,11 @@ class LossConfig:
     blur_fade_kimg: float = 300.0
     cls_weight: float = 0.0  # classifier guidance weight; 0 = off
     style_mixing_prob: float = 0.0
+    pl_weight: float = 2.0  # path-length regularization (stem only; growth stages skip it)
+    pl_start_kimg: float = 1000.0
+    pl_interval: int = 4
+    pl_decay: float = 0.01
+    pl_batch_shrink: int = 2
 
 
 def blur_sigma(cfg: LossConfig, stage_nimg: int) -> float:
@@ -104,6 +111,24 @@ class ProjectedGANLoss:
             stats["G_cls"] = float(cls.detach())
         stats["G_loss"] = float(loss.detach())
         return loss, stats
+
+    def path_length_loss(self, z: torch.Tensor, c_weights: torch.Tensor | None, pl_mean: float
+                         ) -> tuple[torch.Tensor, float, dict[str, float]]:
+        """Penalty on the deviation of |J^T y| (y random image-space noise) from its running mean.
+
+        Returns (loss already multiplied by weight and interval, the new pl_mean, stats).
+        """
+        n = max(z.shape[0] // self.cfg.pl_batch_shrink, 1)
+        c = c_weights[:n] if c_weights is not None else None
+        ws = self.G.mapping(z[:n], c)
+        img = self.G.synthesis(ws)
+        noise = torch.randn_like(img) / math.sqrt(img.shape[2] * img.shape[3])
+        (grads,) = torch.autograd.grad((img * noise).sum(), ws, create_graph=True)
+        lengths = grads.square().sum(2).mean(1).sqrt()  # [n]
+        new_mean = pl_mean + self.cfg.pl_decay * (float(lengths.detach().mean()) - pl_mean)
+        penalty = (lengths - new_mean).square().mean()
+        loss = penalty * self.cfg.pl_weight * self.cfg.pl_interval
+        return loss, new_mean, {"G_pl_penalty": float(penalty.detach()), "pl_mean": new_mean}
 
     def discriminator_loss(self, real: torch.Tensor, real_c: torch.Tensor | None, z: torch.Tensor,
                            gen_c: torch.Tensor | None, stage_nimg: int) -> tuple[torch.Tensor, dict[str, float]]:

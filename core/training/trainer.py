@@ -82,6 +82,7 @@ class TrainState:
     step: int = 0
     epoch: int = 0
     epoch_pos: int = 0
+    pl_mean: float = 0.0  # running mean of path lengths (path-length regularization)
 
 
 def world() -> tuple[int, int]:
@@ -231,6 +232,11 @@ class Trainer:
                 loss, s = self.loss.generator_loss(z, c, stage_nimg)
             (loss / self.rounds).backward()
             stats.update(s)
+        if self._path_length_due():
+            z, c = self._gen_inputs()
+            loss, self.state.pl_mean, s = self.loss.path_length_loss(z, c, self.state.pl_mean)
+            loss.backward()
+            stats.update(s)
         self._sync_grads(self.g_params)
         self._check_finite(stats)
         self.opt_G.step()
@@ -255,6 +261,12 @@ class Trainer:
         self.state.step += 1
         self._update_ema()
         return stats
+
+    def _path_length_due(self) -> bool:
+        """Lazy path-length regularization: stem only, from pl_start_kimg on, every pl_interval steps."""
+        lc = self.cfg.loss
+        return (lc.pl_weight > 0 and self.G.stage == 0 and self.state.cur_nimg >= lc.pl_start_kimg * 1000
+                and self.state.step % lc.pl_interval == 0)
 
     def _check_finite(self, stats: dict[str, float]) -> None:
         bad = [k for k, v in stats.items() if not math.isfinite(v)]
