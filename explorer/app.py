@@ -1,0 +1,481 @@
+"""The StyleGAN-XL explorer window (Dear PyGui): image view, panels on both sides, status bar.
+
+Threading: all Dear PyGui callbacks run on the main thread (`manual_callback_management`), so
+panels edit `ExplorerState` without locks. Once per UI frame the state becomes a `RenderSettings`;
+if it differs from the last request it goes to the renderer's worker thread (newest wins, cached
+results come back at once) and the main thread only uploads finished frames to the one raw
+texture of the main view. The loop caps its own frame rate (vsync does nothing under Xvfb, and
+an uncapped Dear PyGui loop burns a whole core).
+
+No display: the GLFW that Dear PyGui bundles aborts the process when it cannot open one, which
+Python cannot catch, so `main()` checks for a display before creating the viewport.
+
+    python -m explorer.app --ckpt model.sgxl [--device cpu] [--fps 60] [--test-state-file s.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import ctypes.util
+import inspect
+import json
+import os
+import sys
+import time
+import traceback
+from collections import deque
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import dearpygui.dearpygui as dpg
+import numpy as np
+import torch
+
+from core.errors import SGXLError
+from explorer.panels.capture import CapturePanel
+from explorer.panels.checkpoint import CheckpointPanel
+from explorer.panels.classes import ClassPanel
+from explorer.panels.latent import LatentPanel
+from explorer.panels.layers import LayersPanel
+from explorer.panels.perf import PerfPanel
+from explorer.panels.stylemix import StyleMixPanel
+from explorer.panels.transform import TransformPanel
+from explorer.renderer import Frame, ModelInfo, Renderer, RenderSettings, resolve_device
+from explorer.state import ExplorerState
+
+IDLE_FPS = 10  # frame rate with no input, no animation and nothing rendering (saves the CPU for torch)
+ACTIVE_SECONDS = 1.0  # stay at the full frame rate this long after the last sign of activity
+LEFT_W = 430
+RIGHT_W = 340
+STATUS_H = 34
+NO_DISPLAY_HINT = ("error: no display found, so the explorer window cannot open (set DISPLAY, or use "
+                   "`sgxl generate --ckpt CKPT --seeds 0-7 --class 0 --out grid.png` to render without one)")
+
+
+def display_problem() -> str | None:
+    """Why no window can open here (None when a display looks usable). Never touches GLFW."""
+    if os.environ.get("WAYLAND_DISPLAY"):
+        return None
+    display = os.environ.get("DISPLAY")
+    if not display:
+        return "no DISPLAY or WAYLAND_DISPLAY is set"
+    lib = ctypes.util.find_library("X11")
+    if lib is None:
+        return None  # cannot check further; trust DISPLAY
+    try:
+        x11 = ctypes.CDLL(lib)
+        x11.XOpenDisplay.restype = ctypes.c_void_p
+        x11.XOpenDisplay.argtypes = [ctypes.c_char_p]
+        x11.XCloseDisplay.argtypes = [ctypes.c_void_p]
+        handle = x11.XOpenDisplay(display.encode())
+        if not handle:
+            return f"cannot connect to the X display {display!r}"
+        x11.XCloseDisplay(handle)
+    except (OSError, AttributeError):
+        return None
+    return None
+
+
+class Explorer:
+    """The app: state + renderer + panels. `build_ui()` needs a Dear PyGui context, not a viewport."""
+
+    image_tag = "view.image"
+    texture_registry = "textures"
+
+    def __init__(self, device: str = "auto", fps_cap: int = 60, test_state_file: str | Path | None = None,
+                 recent_file: Path | None = None, threaded: bool = True, torch_threads: int | None = None
+                 ) -> None:
+        self.device = resolve_device(device)
+        # torch_threads: None = all cores but one (CPU), 0 = leave torch's setting alone, n = use n.
+        if torch_threads is None and self.device == "cpu":
+            # Leave one core to the UI (Dear PyGui + Mesa's software rasterizer): with every core busy,
+            # torch's OpenMP workers stall at each op's barrier whenever the UI preempts one of them,
+            # which measured 20x slower renders on 2 cores (3.2 s instead of 0.13 s per 32x32 image).
+            torch_threads = max(1, min(torch.get_num_threads(), (os.cpu_count() or 2) - 1))
+        if torch_threads:
+            torch.set_num_threads(torch_threads)
+        self.renderer = Renderer(self.device, threaded=threaded)
+        self.state = ExplorerState()
+        self.info: ModelInfo | None = None
+        self.fps_cap = fps_cap
+        self.test_state_file = Path(test_state_file) if test_state_file else None
+        self.current_settings: RenderSettings | None = None  # what the widgets say now
+        self.frame: Frame | None = None  # the frame on screen
+        self._requested: RenderSettings | None = None
+        self._pending_display: Frame | None = None
+        self._texture: int | str | None = None
+        self._texture_shape: tuple[int, int] | None = None
+        self._texture_array: np.ndarray | None = None
+        self._loading: str | None = None
+        self.status_text = ""
+        self.status_error = False
+        self._status_kind = "info"
+        self.frames_shown = 0
+        self.ui_frames = 0
+        self.frame_times_ms: deque[float] = deque(maxlen=120)
+        self.render_times_ms: deque[float] = deque(maxlen=60)
+        self.latencies_ms: deque[float] = deque(maxlen=200)
+        self.ui_fps = 0.0
+        self.last_latency_ms = 0.0
+        self.last_latency_parts: dict[str, float] = {}
+        self.displayed_at = 0.0
+        self.settings_changed_at = 0.0
+        self._active_until = 0.0
+        self._mouse: tuple[float, float] | None = None
+        self.mouse_held = False  # a mouse button is down (a drag in progress): thumbnails wait
+
+        self.checkpoint_panel = CheckpointPanel(self, recent_file)
+        self.latent_panel = LatentPanel(self)
+        self.class_panel = ClassPanel(self)
+        self.mix_panel = StyleMixPanel(self)
+        self.transform_panel = TransformPanel(self)
+        self.layers_panel = LayersPanel(self)
+        self.perf_panel = PerfPanel(self)
+        self.capture_panel = CapturePanel(self)
+        self.left_panels = [self.checkpoint_panel, self.latent_panel, self.mix_panel, self.transform_panel,
+                            self.layers_panel, self.perf_panel, self.capture_panel]
+        self.right_panels = [self.class_panel]
+        self.panels = self.left_panels + self.right_panels
+
+    @staticmethod
+    def clock() -> float:
+        return time.perf_counter()
+
+    # ------------------------------------------------------------------ UI construction
+
+    def build_ui(self) -> None:
+        with dpg.texture_registry(tag=self.texture_registry):
+            self._texture = dpg.add_raw_texture(1, 1, [0.0, 0.0, 0.0], format=dpg.mvFormat_Float_rgb)
+            self._texture_shape = (1, 1)
+        for panel in self.panels:
+            panel.build_root()
+        with dpg.window(tag="main", no_scrollbar=True):
+            with dpg.group(horizontal=True):
+                with dpg.child_window(tag="left", width=LEFT_W, height=-STATUS_H):
+                    for panel in self.left_panels:
+                        with dpg.collapsing_header(label=panel.title, default_open=panel.default_open,
+                                                   tag=f"{panel.key}.header"):
+                            panel.build()
+                with dpg.child_window(tag="view", width=-RIGHT_W - 8, height=-STATUS_H, no_scrollbar=True):
+                    dpg.add_image(self._texture, tag=self.image_tag, width=1, height=1)
+                with dpg.child_window(tag="right", width=RIGHT_W, height=-STATUS_H):
+                    for panel in self.right_panels:
+                        with dpg.collapsing_header(label=panel.title, default_open=True,
+                                                   tag=f"{panel.key}.header"):
+                            panel.build()
+            with dpg.child_window(tag="statusbar", height=STATUS_H - 8, no_scrollbar=True):
+                dpg.add_text("", tag="status")
+        self.set_status("No checkpoint loaded: open a .sgxl or an official .pkl in the Checkpoint panel")
+
+    # ------------------------------------------------------------------ services for panels
+
+    def set_status(self, text: str, error: bool = False, kind: str | None = None) -> None:
+        self.status_text, self.status_error = text, error
+        self._status_kind = kind or ("error" if error else "info")
+        if dpg.does_item_exist("status"):
+            dpg.set_value("status", text)
+            dpg.configure_item("status", color=(255, 110, 100) if error else (200, 200, 200))
+        if error:
+            print(f"explorer: {text}", file=sys.stderr)
+
+    def open_checkpoint(self, path: str, device: str | None = None) -> None:
+        """Load in the background; the status bar says "Loading..." until the model (or an error) arrives."""
+        self._loading = str(path)
+        self.set_status(f"Loading {path} ...", kind="loading")
+        self.renderer.load_async(path, device or self.device)
+
+    def load_checkpoint_sync(self, path: str, device: str | None = None) -> ModelInfo:
+        """Headless/tests: load now on this thread and update every panel."""
+        info = self.renderer.load(path, device or self.device)
+        self._on_loaded(info)
+        return info
+
+    def set_device(self, device: str) -> None:
+        try:
+            dev = resolve_device(device)
+        except SGXLError as e:
+            self.set_status(str(e), error=True)
+            return
+        self.device = dev
+        if self.info is not None and self.info.path and self.info.device != dev:
+            self.open_checkpoint(self.info.path, dev)
+
+    def _on_loaded(self, info: ModelInfo) -> None:
+        self.info = info
+        self._loading = None
+        self._requested = None
+        self.state.reset_for_model(info)
+        for panel in self.panels:
+            panel.on_model(info)
+        classes = f"{info.c_dim} classes" if info.c_dim else "unconditional"
+        name = Path(info.path).name or "model"
+        self.set_status(f"Loaded {name}: {info.resolution}x{info.resolution}, {classes}, "
+                        f"{info.num_params / 1e6:.2f} M parameters, on {info.device}")
+
+    # ------------------------------------------------------------------ callbacks
+
+    def call(self, callback: Callable, sender, app_data, user_data) -> None:
+        """Run one widget callback; errors go to the status bar instead of ending the app."""
+        try:
+            n = len(inspect.signature(callback).parameters)
+            callback(*(sender, app_data, user_data)[:n])
+        except SGXLError as e:
+            self.set_status(str(e), error=True)
+        except Exception as e:
+            traceback.print_exc()
+            self.set_status(f"{type(e).__name__}: {e}", error=True)
+
+    def run_callbacks(self) -> bool:
+        """Run the queued widget callbacks on this (the main) thread; True if there were any."""
+        jobs = dpg.get_callback_queue() or []
+        for job in jobs:
+            if job[0] is not None:
+                self.call(job[0], job[1], job[2], job[3])
+        return bool(jobs)
+
+    def _is_active(self, had_callbacks: bool) -> bool:
+        """Input, animation, loading or rendering in the last ACTIVE_SECONDS -> full frame rate."""
+        now = self.clock()
+        mouse = tuple(dpg.get_mouse_pos(local=False))
+        self.mouse_held = any(dpg.is_mouse_button_down(b) for b in (0, 1, 2))
+        busy = (had_callbacks or mouse != self._mouse or self._pending_display is not None or self.mouse_held
+                or self.state.animate or self._loading is not None or self.renderer.busy())
+        self._mouse = mouse
+        if busy:
+            self._active_until = now + ACTIVE_SECONDS
+        return now < self._active_until
+
+    def invoke(self, tag: str, value=None, user_data=None) -> None:
+        """Set a widget's value and run its callback exactly as a user's edit would (headless tests)."""
+        if value is not None:
+            dpg.set_value(tag, value)
+        callback = dpg.get_item_callback(tag)
+        if callback is None:
+            raise KeyError(f"{tag} has no callback")
+        app_data = dpg.get_value(tag) if value is None else value
+        self.call(callback, tag, app_data, dpg.get_item_user_data(tag) if user_data is None else user_data)
+
+    # ------------------------------------------------------------------ per-frame work
+
+    def tick(self) -> None:
+        """Everything a UI frame does except drawing: events, panels, render requests, uploads, layout."""
+        now = self.clock()
+        for kind, payload in self.renderer.poll_events():
+            if kind == "loaded":
+                self._on_loaded(payload)
+            elif kind == "error":
+                loading = self._status_kind == "loading"
+                self.set_status(str(payload), error=True, kind="load_error" if loading else "render_error")
+                self._loading = None
+        for panel in self.panels:
+            panel.tick(now)
+        if self.info is not None:
+            settings = self.state.settings(self.info)
+            self.current_settings = settings
+            if settings != self._requested:
+                self._requested = settings
+                self.settings_changed_at = now
+                self.renderer.request(settings)
+        frame = self.renderer.take_frame()
+        if frame is not None:
+            self._upload(frame)
+        self._layout()
+
+    def _upload(self, frame: Frame) -> None:
+        """Hand the finished float32 RGB frame to the raw texture (a new array each time: no tearing)."""
+        h, w = frame.rgb.shape[:2]
+        flat = frame.rgb.reshape(-1)  # a view; the frame (and the cache) keep the memory alive
+        if self._texture_shape != (h, w):
+            old = self._texture
+            self._texture = dpg.add_raw_texture(w, h, flat, format=dpg.mvFormat_Float_rgb,
+                                                parent=self.texture_registry)
+            self._texture_shape = (h, w)
+            dpg.configure_item(self.image_tag, texture_tag=self._texture)
+            if old is not None:
+                dpg.delete_item(old)  # raw textures re-upload every frame: keep only the one shown
+        else:
+            dpg.set_value(self._texture, flat)
+        self._texture_array = flat
+        self._pending_display = frame
+        if self._status_kind == "render_error":
+            self.set_status("ready")
+
+    def _layout(self) -> None:
+        """Scale the image to the view (keeping its aspect ratio) and centre it."""
+        if not dpg.does_item_exist("view") or self._texture_shape is None:
+            return
+        vw, vh = dpg.get_item_rect_size("view")
+        if vw <= 16 or vh <= 16:
+            return
+        h, w = self._texture_shape
+        scale = min((vw - 16) / w, (vh - 16) / h)
+        iw, ih = max(1, int(w * scale)), max(1, int(h * scale))
+        if (iw, ih) != tuple(dpg.get_item_configuration(self.image_tag)[k] for k in ("width", "height")):
+            dpg.configure_item(self.image_tag, width=iw, height=ih)
+            dpg.set_item_pos(self.image_tag, [int((vw - iw) / 2), int((vh - ih) / 2)])
+
+    def after_render(self, frame_ms: float | None = None) -> None:
+        """Bookkeeping once a UI frame is drawn: the uploaded frame is now on screen."""
+        now = self.clock()
+        if self._pending_display is not None:
+            frame, self._pending_display = self._pending_display, None
+            self.frame = frame
+            self.frames_shown += 1
+            self.displayed_at = time.time()
+            self.last_latency_ms = (now - frame.requested_at) * 1000
+            # Where the time went: waiting for the worker, rendering, waiting for the UI to upload+draw.
+            self.last_latency_parts = {"queue_ms": (frame.started_at - frame.requested_at) * 1000,
+                                       "render_ms": (frame.finished_at - frame.started_at) * 1000,
+                                       "to_screen_ms": (now - frame.finished_at) * 1000}
+            self.latencies_ms.append(self.last_latency_ms)
+            if not frame.cached:
+                self.render_times_ms.append(frame.render_ms)
+        self.ui_frames += 1
+        if frame_ms is not None:
+            self.frame_times_ms.append(frame_ms)
+            fps = 1000.0 / max(frame_ms, 1e-3)
+            self.ui_fps = 0.9 * self.ui_fps + 0.1 * fps if self.ui_fps else fps
+        if self.test_state_file is not None:
+            self.write_test_state()
+
+    # ------------------------------------------------------------------ test state (for GUI tests / bench)
+
+    @staticmethod
+    def rect(tag: str | int, slider: bool = False) -> dict | None:
+        if not dpg.does_item_exist(tag):
+            return None
+        st = dpg.get_item_state(tag)
+        # Child windows report no rect_min; their screen position is in "pos" (no window manager: the
+        # viewport's client area sits at the screen origin under Xvfb).
+        x, y = st.get("rect_min") or dpg.get_item_pos(tag)
+        w, h = st.get("rect_size") or (dpg.get_item_width(tag), dpg.get_item_height(tag))
+        out = {"x": x, "y": y, "w": w, "h": h, "visible": bool(st.get("visible", True))}
+        if slider:
+            out["frame_w"] = dpg.get_item_width(tag)  # the slider itself; the label is drawn right of it
+            cfg = dpg.get_item_configuration(tag)
+            out["min"], out["max"] = cfg.get("min_value"), cfg.get("max_value")
+        return out
+
+    def test_state(self) -> dict:
+        info = self.info
+        class_items = {}
+        for i in self.class_panel.visible[:40]:
+            r = self.rect(self.class_panel.tag(f"item.{i}"))
+            if r is not None:
+                class_items[str(i)] = r
+        return {
+            "pid": os.getpid(),
+            "time": time.time(),
+            "ui_frames": self.ui_frames,
+            "frames_shown": self.frames_shown,
+            "displayed_at": self.displayed_at,
+            "status": self.status_text,
+            "status_error": self.status_error,
+            "loading": self._loading,
+            "model": None if info is None else {
+                "key": info.key, "path": info.path, "resolution": info.resolution, "c_dim": info.c_dim,
+                "class_names": list(info.class_names), "device": info.device},
+            "settings": None if self.current_settings is None else self.current_settings.to_dict(),
+            "displayed": None if self.frame is None else self.frame.settings.to_dict(),
+            "image_shape": list(self._texture_shape or (0, 0)),
+            "viewport": [dpg.get_viewport_client_width(), dpg.get_viewport_client_height()],
+            "ui_fps": self.ui_fps,
+            "last_latency_ms": self.last_latency_ms,
+            "last_latency_parts": self.last_latency_parts,
+            "renderer_stats": dict(self.renderer.stats),
+            "renderer_busy": self.renderer.busy(),
+            "render_ms": self.renderer.stats["last_render_ms"],
+            "rects": {
+                "image": self.rect(self.image_tag),
+                "seed_slider": self.rect(self.latent_panel.tag("seed"), slider=True),
+                "psi_slider": self.rect(self.latent_panel.tag("psi"), slider=True),
+                "pad": self.rect(self.latent_panel.tag("pad")),
+                "class_grid": self.rect(self.class_panel.tag("grid")),
+                "class_items": class_items,
+            },
+        }
+
+    def write_test_state(self) -> None:
+        tmp = self.test_state_file.with_name(self.test_state_file.name + ".tmp")
+        tmp.write_text(json.dumps(self.test_state()))
+        os.replace(tmp, self.test_state_file)  # readers never see half a file
+
+    # ------------------------------------------------------------------ main loop
+
+    def run(self, ckpt_path: str | None, width: int = 1600, height: int = 1000,
+            exit_after: float | None = None) -> int:
+        """Open the window and loop until it is closed (or `exit_after` seconds passed)."""
+        dpg.create_context()
+        try:
+            dpg.configure_app(manual_callback_management=True)
+            self.build_ui()
+            dpg.create_viewport(title="StyleGAN-XL explorer", width=width, height=height, x_pos=0, y_pos=0)
+            dpg.setup_dearpygui()
+            dpg.show_viewport()
+            dpg.set_primary_window("main", True)
+            if ckpt_path:
+                self.open_checkpoint(ckpt_path)
+            start = last = self.clock()
+            while dpg.is_dearpygui_running():
+                had_callbacks = self.run_callbacks()
+                self.tick()
+                dpg.render_dearpygui_frame()
+                # Own frame cap (vsync does not throttle under Xvfb/llvmpipe); drop to IDLE_FPS when idle,
+                # because drawing the UI competes with torch for the same CPU cores.
+                fps = self.fps_cap if self._is_active(had_callbacks) else min(IDLE_FPS, self.fps_cap)
+                budget = 1.0 / max(fps, 1) - (self.clock() - last)
+                if budget > 0:
+                    time.sleep(budget)
+                now = self.clock()
+                self.after_render((now - last) * 1000)
+                last = now
+                if exit_after is not None and now - start > exit_after:
+                    break
+        finally:
+            self.renderer.close()
+            dpg.destroy_context()
+        return 0
+
+
+def run_app(ckpt_path: str | None, device: str = "auto", fps: int = 60, test_state_file: str | None = None,
+            width: int = 1600, height: int = 1000, exit_after: float | None = None,
+            recent_file: str | None = None, torch_threads: int | None = None) -> int:
+    problem = display_problem()
+    if problem is not None:
+        print(f"{NO_DISPLAY_HINT} [{problem}]", file=sys.stderr)
+        return 2
+    try:
+        app = Explorer(device=device, fps_cap=fps, test_state_file=test_state_file,
+                       recent_file=Path(recent_file) if recent_file else None, torch_threads=torch_threads)
+    except SGXLError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return app.run(ckpt_path, width=width, height=height, exit_after=exit_after)
+
+
+def main(ckpt_path: str | None = None, device: str = "auto") -> int:
+    """`sgxl explore [CKPT]`: open the explorer; 2 (with one line of advice) when there is no display."""
+    return run_app(ckpt_path, device)
+
+
+def _cli(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m explorer.app",
+                                description="StyleGAN-XL latent-space explorer")
+    p.add_argument("ckpt_pos", nargs="?", metavar="CKPT", help="checkpoint (.sgxl or official .pkl)")
+    p.add_argument("--ckpt", help="checkpoint (same as the positional argument)")
+    p.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")
+    p.add_argument("--fps", type=int, default=60, help="UI frame-rate cap (default 60)")
+    p.add_argument("--width", type=int, default=1600)
+    p.add_argument("--height", type=int, default=1000)
+    p.add_argument("--test-state-file", help="write the UI state as JSON every frame (GUI tests, benchmarks)")
+    p.add_argument("--exit-after", type=float, help="close after this many seconds")
+    p.add_argument("--recent-file", help="where the recent-checkpoints list lives (default ~/.config/sgxl/)")
+    p.add_argument("--threads", type=int, help="torch CPU threads (default: all cores but one)")
+    a = p.parse_args(argv)
+    return run_app(a.ckpt or a.ckpt_pos, a.device, a.fps, a.test_state_file, a.width, a.height, a.exit_after,
+                   a.recent_file, a.threads)
+
+
+if __name__ == "__main__":
+    sys.exit(_cli())

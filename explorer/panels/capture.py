@@ -1,0 +1,51 @@
+"""Capture: save the frame on screen as a PNG (the generator's pixels, not the scaled view)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dearpygui.dearpygui as dpg
+
+from core.errors import SGXLError
+from explorer.panels.base import Panel
+from explorer.renderer import RenderSettings
+
+
+def capture_name(s: RenderSettings) -> str:
+    seed = s.seeds[0][0] if len(s.seeds) == 1 else "blend" + "-".join(str(x) for x, _ in s.seeds[:2])
+    cls = "" if not s.classes else (f"-class{s.classes[0][0]}" if len(s.classes) == 1 else "-classblend")
+    extra = "-mix" if s.mix_layers else ""
+    extra += f"-{s.layer}-{s.layer_view}{s.channel}" if s.layer else ""
+    return f"seed{seed}{cls}-psi{s.psi:.2f}{extra}"
+
+
+class CapturePanel(Panel):
+    key = "capture"
+    title = "Capture"
+    default_open = False
+
+    def build(self) -> None:
+        dpg.add_input_text(label="folder", tag=self.tag("dir"), default_value="out/explorer", width=250)
+        dpg.add_button(label="Save PNG of the current frame", tag=self.tag("save"), callback=self._on_save)
+        dpg.add_text("", tag=self.tag("last"), wrap=380)
+
+    def _on_save(self, sender=None, app_data=None, user_data=None) -> None:
+        path = self.save(Path(dpg.get_value(self.tag("dir")) or "."))
+        dpg.set_value(self.tag("last"), f"saved {path}")
+        self.app.set_status(f"saved {path}")
+
+    def save(self, folder: Path) -> Path:
+        from PIL import Image
+
+        frame = self.app.frame
+        if frame is None:
+            raise SGXLError("nothing to save yet: no frame has been rendered")
+        folder.mkdir(parents=True, exist_ok=True)
+        stem = capture_name(frame.settings)
+        path = folder / f"{stem}.png"
+        n = 1
+        while path.exists():
+            path = folder / f"{stem}-{n}.png"
+            n += 1
+        Image.fromarray(frame.to_uint8()).save(path)
+        return path

@@ -1,0 +1,75 @@
+"""Performance: render time, UI frame rate, device and memory, cache and dropped requests."""
+
+from __future__ import annotations
+
+import os
+import statistics
+
+import dearpygui.dearpygui as dpg
+import torch
+
+from explorer.panels.base import Panel
+
+
+def process_memory_mb() -> float:
+    """Resident memory of this process (Linux /proc; 0 where unavailable)."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except (OSError, ValueError, IndexError):
+        return 0.0
+
+
+class PerfPanel(Panel):
+    key = "perf"
+    title = "Performance"
+    default_open = False
+
+    def __init__(self, app) -> None:
+        super().__init__(app)
+        self._next_update = 0.0
+
+    def build(self) -> None:
+        dpg.add_text("", tag=self.tag("text"))
+        dpg.add_simple_plot(tag=self.tag("plot"), label="UI frame ms", default_value=[0.0], height=60,
+                            width=-1)
+        dpg.add_input_int(label="FPS cap", tag=self.tag("fps"), default_value=self.app.fps_cap, width=100,
+                          min_value=1, max_value=240, min_clamped=True, max_clamped=True,
+                          callback=self._on_fps)
+
+    def _on_fps(self, sender, value, user_data=None) -> None:
+        self.app.fps_cap = int(value)
+
+    def summary(self) -> dict:
+        app, r = self.app, self.app.renderer
+        frame_ms = list(app.frame_times_ms)
+        renders = list(app.render_times_ms)
+        out = {
+            "ui_fps": app.ui_fps,
+            "ui_frame_ms": statistics.median(frame_ms) if frame_ms else 0.0,
+            "render_ms_last": r.stats["last_render_ms"],
+            "render_ms_median": statistics.median(renders) if renders else 0.0,
+            "display_latency_ms": app.last_latency_ms,
+            "device": r.device,
+            "rss_mb": process_memory_mb(),
+            "cache": r.cache_info(),
+            "renders": r.stats["renders"], "cache_hits": r.stats["cache_hits"], "dropped": r.stats["dropped"],
+        }
+        if r.device == "cuda":
+            out["cuda_mb"] = torch.cuda.memory_allocated() / 2**20
+        return out
+
+    def tick(self, now: float) -> None:
+        if now < self._next_update:
+            return
+        self._next_update = now + 0.25
+        s = self.summary()
+        lines = [f"render {s['render_ms_last']:.1f} ms (median {s['render_ms_median']:.1f})",
+                 f"UI {s['ui_fps']:.1f} fps, frame {s['ui_frame_ms']:.1f} ms",
+                 f"request -> frame on screen {s['display_latency_ms']:.0f} ms",
+                 f"device {s['device']}, torch threads {torch.get_num_threads()}",
+                 f"memory {s['rss_mb']:.0f} MB" + (f", CUDA {s['cuda_mb']:.0f} MB" if "cuda_mb" in s else ""),
+                 f"cache {s['cache']['entries']} frames / {s['cache']['mb']:.2f} MB, hits {s['cache_hits']}, "
+                 f"renders {s['renders']}, dropped {s['dropped']}"]
+        dpg.set_value(self.tag("text"), "\n".join(lines))
+        dpg.set_value(self.tag("plot"), list(self.app.frame_times_ms) or [0.0])

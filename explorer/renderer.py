@@ -1,0 +1,600 @@
+"""The explorer's renderer: render settings -> frames, off the UI thread, cached, newest request wins.
+
+`RenderSettings` is the single source of truth for one frame: the UI builds one per tick from its
+widgets and hands it to `Renderer.request`; the worker thread renders only the newest one (requests
+that were overwritten before the worker got to them are dropped) and the UI thread only uploads
+finished frames. Frames are cached by (model, settings) so scrubbing back over seeds/psi/classes
+is instant. Every request carries the renderer's generation counter; loading a model bumps it, so
+a frame that was started before a model change is thrown away rather than shown.
+
+`Renderer.render_sync(settings)` is the headless API: for a plain seed/class/psi it runs exactly
+`core.sampling.ws_from_seeds` + `G.synthesis` + `core.sampling.to_uint8`, i.e. the image that
+`sgxl generate` writes for the same settings.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from core.errors import SGXLError, UserInputError
+from core.sampling import style_mix, to_uint8, truncate, ws_from_seeds, z_from_seed
+
+MAX_SEED = 2**32 - 1  # np.random.RandomState accepts 0 .. 2**32 - 1
+LAYER_VIEWS = ("channels", "fft")
+Weights = tuple[tuple[int, float], ...]  # sparse (index, weight) pairs
+
+
+@dataclass(frozen=True)
+class RenderSettings:
+    """Everything that determines one frame (hashable: it is the cache key)."""
+
+    ckpt: str = ""  # model key (path, device, mtime); "" = whatever model is loaded
+    seeds: Weights = ((0, 1.0),)  # seeds blended in W with these weights (sum to 1)
+    classes: Weights = ((0, 1.0),)  # sparse class weights [c_dim]; () for an unconditional model
+    psi: float = 1.0  # truncation toward the (blended) class's w_avg
+    mix_seed: int | None = None  # style mixing: ws of `mix_layers` come from this seed ...
+    mix_classes: Weights = ()  # ... in these classes (() = same as `classes`)
+    mix_layers: tuple[int, ...] = ()  # indices into num_ws
+    translate: tuple[float, float] = (0.0, 0.0)  # Fourier-input translation (output-image units)
+    rotate: float = 0.0  # Fourier-input rotation, degrees
+    layer: str = ""  # "" = the output image; "input" or a synthesis layer name = show its activations
+    channel: int = 0  # first channel shown (channels c, c+1, c+2 as RGB)
+    layer_view: str = "channels"  # "channels" or "fft" (log magnitude of the 2-D FFT)
+
+    @classmethod
+    def single(cls, seed: int, class_idx: int | None, psi: float = 1.0, ckpt: str = "") -> RenderSettings:
+        """One seed in one class: the settings `sgxl generate --seeds S --class C --trunc psi` uses."""
+        classes = () if class_idx is None else ((int(class_idx), 1.0),)
+        return cls(ckpt=ckpt, seeds=((int(seed), 1.0),), classes=classes, psi=float(psi))
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @property
+    def is_plain(self) -> bool:
+        """True when this is exactly one seed, one class (or none), no mixing, no transform, no layer view."""
+        one_class = len(self.classes) <= 1 and all(w == 1.0 for _, w in self.classes)
+        return (len(self.seeds) == 1 and self.seeds[0][1] == 1.0 and one_class and not self.mix_layers
+                and self.transform_is_identity and not self.layer)
+
+    @property
+    def transform_is_identity(self) -> bool:
+        return self.translate == (0.0, 0.0) and self.rotate == 0.0
+
+
+def blend_weights(a: Weights, b: Weights, t: float) -> Weights:
+    """(1 - t) * a + t * b on sparse weights, zeros dropped, sorted by index (a canonical cache key)."""
+    out: dict[int, float] = {}
+    for idx, w in a:
+        out[idx] = out.get(idx, 0.0) + w * (1.0 - t)
+    for idx, w in b:
+        out[idx] = out.get(idx, 0.0) + w * t
+    return tuple(sorted((i, w) for i, w in out.items() if w != 0.0))
+
+
+def grid_seed_weights(seed: int, offset: tuple[float, float], stride: int = 1000) -> Weights:
+    """Seeds on a 2-D grid around `seed` and their bilinear weights for a fractional `offset`.
+
+    Grid cell (ix, iy) holds seed `seed + ix + iy * stride`; a fractional position blends the 4
+    nearest seeds in W (as the official visualizer's latent drag does), so dragging is smooth.
+    """
+    x, y = offset
+    x0, y0 = math.floor(x), math.floor(y)
+    fx, fy = x - x0, y - y0
+    out: dict[int, float] = {}
+    corners = ((0, 0, (1 - fx) * (1 - fy)), (1, 0, fx * (1 - fy)), (0, 1, (1 - fx) * fy), (1, 1, fx * fy))
+    for dx, dy, w in corners:
+        if w > 0:
+            s = (seed + (x0 + dx) + (y0 + dy) * stride) % (MAX_SEED + 1)
+            out[s] = out.get(s, 0.0) + w
+    return tuple(sorted(out.items()))
+
+
+def input_transform(translate: tuple[float, float], rotate_deg: float) -> torch.Tensor | None:
+    """3x3 transform for `G.synthesis(ws, transform=...)`; None for the identity.
+
+    The synthesis input expects the *inverse* of the wanted image transform (StyleGAN3 Sec. 3.1:
+    the Fourier features are sampled through it), so build rotate+translate and invert it.
+    """
+    if tuple(translate) == (0.0, 0.0) and rotate_deg == 0.0:
+        return None
+    a = math.radians(rotate_deg)
+    m = np.array([[math.cos(a), math.sin(a), translate[0]],
+                  [-math.sin(a), math.cos(a), translate[1]],
+                  [0.0, 0.0, 1.0]])
+    return torch.from_numpy(np.linalg.inv(m)).to(torch.float32)  # [3, 3]
+
+
+def layer_image(x: torch.Tensor, channel: int, view: str) -> torch.Tensor:
+    """Activations [1, C, h, w] -> a displayable [1, 3, h, w] in [-1, 1] (channels c..c+2 as RGB, or FFT)."""
+    if view not in LAYER_VIEWS:
+        raise UserInputError(f"unknown layer view {view!r}; use one of {', '.join(LAYER_VIEWS)}")
+    c = x.shape[1]
+    idx = [min(channel + k, c - 1) for k in range(3)] if channel < c else [c - 1] * 3
+    a = x[0, idx].to(torch.float32)  # [3, h, w]
+    if view == "fft":
+        # Log magnitude of the centred 2-D spectrum per channel, scaled to its own maximum: aliasing
+        # shows as energy away from the centre (StyleGAN3 Fig. 2 style).
+        mag = torch.log1p(torch.fft.fftshift(torch.fft.fft2(a), dim=(-2, -1)).abs())
+        mag = mag / mag.flatten(1).amax(dim=1).clamp_min(1e-8)[:, None, None]
+        return (mag * 2 - 1).unsqueeze(0)
+    scale = a.flatten(1).std(dim=1).clamp_min(1e-8)[:, None, None] * 3  # +-3 std -> [-1, 1]
+    return (a / scale).clamp(-1, 1).unsqueeze(0)
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    key: str
+    path: str
+    device: str
+    resolution: int
+    c_dim: int
+    class_names: tuple[str, ...]
+    num_params: int
+    kimg: float
+    num_ws: int
+    w_dim: int
+    layer_names: tuple[str, ...]  # "input" + the synthesis layers
+    layer_channels: tuple[int, ...]
+
+    def class_name(self, idx: int) -> str:
+        return self.class_names[idx] if idx < len(self.class_names) else f"class {idx}"
+
+
+@dataclass
+class Frame:
+    settings: RenderSettings
+    generation: int
+    rgb: np.ndarray  # float32 [H, W, 3] in [0, 1] = uint8 / 255 (what the raw texture takes)
+    render_ms: float
+    cached: bool = False
+    requested_at: float = 0.0  # time.perf_counter() when the UI asked for it
+    started_at: float = 0.0  # ... when the worker started on it (requested_at for cache hits)
+    finished_at: float = 0.0  # ... when it was ready for the UI
+
+    def to_uint8(self) -> np.ndarray:
+        """The exact uint8 image (the float frame is uint8 / 255, so this round trip is lossless)."""
+        return np.rint(self.rgb * 255.0).astype(np.uint8)
+
+
+@dataclass
+class Thumbnails:
+    key: tuple
+    classes: tuple[int, ...]
+    images: np.ndarray  # uint8 [N, t, t, 3]
+
+
+@dataclass
+class _Model:
+    G: torch.nn.Module
+    info: ModelInfo
+
+
+@dataclass
+class _Job:
+    kind: str  # "load" | "frame" | "thumbs"
+    generation: int
+    payload: object
+    requested_at: float = field(default_factory=time.perf_counter)
+    seq: int = 0
+
+
+def model_key(path: str | Path, device: str) -> str:
+    p = Path(path)
+    try:
+        st = p.stat()
+        return f"{p.resolve()}|{device}|{st.st_mtime_ns}|{st.st_size}"
+    except OSError:
+        return f"{p}|{device}"
+
+
+def resolve_device(device: str) -> str:
+    if device in ("auto", "", None):
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise UserInputError("CUDA was asked for, but PyTorch sees no CUDA GPU; use the CPU")
+    if device not in ("cpu", "cuda"):
+        raise UserInputError(f"unknown device {device!r}; use cpu, cuda or auto")
+    return device
+
+
+class Renderer:
+    """Renders `RenderSettings` with one model on one device; a worker thread serves `request()`."""
+
+    def __init__(self, device: str = "cpu", cache_mb: int = 256, thumb_size: int = 64,
+                 threaded: bool = True) -> None:
+        self.device = resolve_device(device)
+        self.cache_bytes = cache_mb << 20
+        self.thumb_size = thumb_size
+        self._model: _Model | None = None
+        self._generation = 0
+        self._lock = threading.Condition()
+        self._cache: OrderedDict[tuple[str, RenderSettings], Frame] = OrderedDict()
+        self._cache_used = 0
+        self._pending: dict[str, _Job] = {}  # kind -> newest job of that kind (older ones are dropped)
+        self._frame: Frame | None = None  # newest finished frame not yet taken by the UI
+        self._thumbs: Thumbnails | None = None
+        self._events: list[tuple[str, object]] = []
+        self.stats = {"renders": 0, "cache_hits": 0, "dropped": 0, "stale": 0, "last_render_ms": 0.0}
+        self._stop = False
+        self._working = False
+        self._seq = 0  # request counter: a frame is never shown after a frame of a newer request
+        self._published_seq = 0
+        self._thread: threading.Thread | None = None
+        if threaded:
+            self._thread = threading.Thread(target=self._run, name="sgxl-renderer", daemon=True)
+            self._thread.start()
+
+    # ------------------------------------------------------------------ model
+
+    @property
+    def generation(self) -> int:
+        return self._generation
+
+    @property
+    def info(self) -> ModelInfo | None:
+        model = self._model
+        return model.info if model else None
+
+    def load(self, path: str | Path, device: str | None = None) -> ModelInfo:
+        """Load a checkpoint (.sgxl or official .pkl) synchronously; raises SGXLError on a bad file."""
+        from core.io.checkpoint import load_checkpoint
+
+        dev = resolve_device(device or self.device)
+        try:
+            ckpt = load_checkpoint(path, device=dev)
+        except SGXLError:
+            raise
+        except ImportError as e:
+            raise SGXLError(f"cannot open {Path(path).name}: {e}") from None
+        except Exception as e:  # a corrupt file can fail inside torch/zip/pickle readers in many ways
+            raise SGXLError(f"cannot open {Path(path).name}: {type(e).__name__}: {e}") from None
+        kimg = float(ckpt.meta.get("kimg", 0.0))
+        return self.set_model(ckpt.generator, key=model_key(path, dev), path=str(path),
+                              class_names=ckpt.class_names, kimg=kimg, device=dev)
+
+    def set_model(self, G: torch.nn.Module, key: str, path: str = "", class_names: list[str] | None = None,
+                  kimg: float = 0.0, device: str | None = None) -> ModelInfo:
+        """Use generator `G` from now on; bumps the generation so in-flight frames are discarded."""
+        from core.networks.generator import count_parameters
+
+        dev = resolve_device(device or self.device)
+        G = G.eval().requires_grad_(False).to(dev)
+        syn = G.synthesis
+        info = ModelInfo(
+            key=key, path=path, device=dev, resolution=int(G.img_resolution), c_dim=int(G.c_dim),
+            class_names=tuple(class_names or ()), num_params=int(count_parameters(G)["total"]), kimg=kimg,
+            num_ws=int(G.num_ws), w_dim=int(G.w_dim), layer_names=("input", *syn.layer_names),
+            layer_channels=(int(syn.input.spec.channels), *(int(x.spec.out_channels) for x in syn.layers())))
+        with self._lock:
+            self._model = _Model(G=G, info=info)
+            self.device = dev
+            self._generation += 1
+            self._frame = None
+            self._thumbs = None
+            self._pending.pop("frame", None)
+            self._pending.pop("thumbs", None)
+        return info
+
+    def load_async(self, path: str | Path, device: str | None = None) -> None:
+        """Load on the worker thread; `poll_events()` later yields ("loaded", info) or ("error", message)."""
+        self._submit(_Job("load", self._generation, (str(path), device)))
+
+    # ------------------------------------------------------------------ headless rendering
+
+    @torch.no_grad()
+    def render_sync(self, settings: RenderSettings) -> np.ndarray:
+        """uint8 [H, W, 3]: exactly the image `core` produces for these settings (no cache, this thread)."""
+        model = self._require_model(settings)
+        return to_uint8(self._render_tensor(model.G, settings))[0]
+
+    def render_frame(self, settings: RenderSettings) -> Frame:
+        """The frame the UI would show for `settings` (cache + device->host path), on this thread."""
+        model = self._require_model(settings)
+        return self._frame_for(model, settings, self._generation, time.perf_counter())
+
+    @torch.no_grad()
+    def render_thumbnails(self, settings: RenderSettings, classes: tuple[int, ...],
+                          should_stop: Callable[[], bool] | None = None) -> Thumbnails | None:
+        """The current seed blend rendered in each of `classes`: uint8 [N, t, t, 3] (t = thumb size).
+
+        Renders in small batches and gives up (returns None) as soon as `should_stop()` says a
+        main-view frame is waiting, so thumbnails never delay scrubbing.
+        """
+        model = self._require_model(settings)
+        G, dev = model.G, model.info.device
+        # Small batches (one image from 64x64 up): a main-view request waits at most one batch.
+        batch = int(min(4, max(1, (64 / G.img_resolution) ** 2)))
+        images = []
+        for start in range(0, len(classes), batch):
+            if should_stop is not None and should_stop():
+                return None
+            chunk = classes[start:start + batch]
+            ws = torch.cat([ws_for(G, settings.seeds, ((c, 1.0),), settings.psi, dev) for c in chunk])
+            transform = input_transform(settings.translate, settings.rotate)
+            img = G.synthesis(ws, transform=transform)  # [n, 3, R, R]
+            if img.shape[-1] > self.thumb_size:
+                size = (self.thumb_size, self.thumb_size)
+                img = torch.nn.functional.interpolate(img, size=size, mode="area")  # [n, 3, t, t]
+            images.append(to_uint8(img))
+        key = self.thumb_key(settings, classes)
+        empty = np.zeros([0, self.thumb_size, self.thumb_size, 3], np.uint8)
+        return Thumbnails(key=key, classes=tuple(classes), images=np.concatenate(images) if images else empty)
+
+    def thumb_key(self, settings: RenderSettings, classes: tuple[int, ...]) -> tuple:
+        info = self.info
+        return (info.key if info else "", settings.seeds, settings.psi, settings.translate, settings.rotate,
+                tuple(classes))
+
+    # ------------------------------------------------------------------ asynchronous API (UI thread)
+
+    def request(self, settings: RenderSettings) -> None:
+        """Ask for a frame; a cached one is ready at once, otherwise the worker renders the newest request."""
+        now = time.perf_counter()
+        model = self._model
+        if model is not None:
+            hit = self._cache_get(model.info.key, settings)
+            if hit is not None:
+                with self._lock:
+                    self._seq += 1
+                    if self._pending.pop("frame", None) is not None:
+                        self.stats["dropped"] += 1  # an older request is now stale
+                    self._frame = replace(hit, generation=self._generation, cached=True, requested_at=now,
+                                          started_at=now, finished_at=now)
+                    self._published_seq = self._seq
+                    self.stats["cache_hits"] += 1
+                return
+        with self._lock:
+            self._seq += 1
+            seq = self._seq
+        self._submit(_Job("frame", self._generation, settings, now, seq))
+
+    def request_thumbnails(self, settings: RenderSettings, classes: tuple[int, ...]) -> None:
+        self._submit(_Job("thumbs", self._generation, (settings, tuple(classes))))
+
+    def take_frame(self) -> Frame | None:
+        """The newest finished frame of the current model (None if nothing new since the last call)."""
+        with self._lock:
+            frame, self._frame = self._frame, None
+            if frame is not None and frame.generation != self._generation:
+                self.stats["stale"] += 1
+                return None
+            return frame
+
+    def take_thumbnails(self) -> Thumbnails | None:
+        with self._lock:
+            thumbs, self._thumbs = self._thumbs, None
+            return thumbs
+
+    def poll_events(self) -> list[tuple[str, object]]:
+        with self._lock:
+            events, self._events = self._events, []
+            return events
+
+    def busy(self) -> bool:
+        with self._lock:
+            return bool(self._pending) or self._working
+
+    def close(self) -> None:
+        with self._lock:
+            self._stop = True
+            self._lock.notify_all()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def cache_info(self) -> dict:
+        with self._lock:
+            return {"entries": len(self._cache), "mb": self._cache_used / 2**20}
+
+    # ------------------------------------------------------------------ worker
+
+    def _submit(self, job: _Job) -> None:
+        with self._lock:
+            if job.kind in self._pending:
+                self.stats["dropped"] += 1  # latest request wins: the older one was never started
+            self._pending[job.kind] = job
+            self._lock.notify_all()
+        if self._thread is None:  # synchronous mode (tests, benchmarks without threads)
+            self._work_once()
+
+    def _run(self) -> None:
+        while True:
+            with self._lock:
+                while not self._stop and not self._pending:
+                    self._lock.wait()
+                if self._stop:
+                    return
+            self._work_once()
+
+    def _work_once(self) -> None:
+        with self._lock:
+            for kind in ("load", "frame", "thumbs"):  # a model load first, then the main view, then thumbs
+                if kind in self._pending:
+                    job = self._pending.pop(kind)
+                    break
+            else:
+                return
+            self._working = True
+            generation, model = self._generation, self._model
+        try:
+            if job.kind == "load":
+                path, device = job.payload
+                info = self.load(path, device)
+                self._post("loaded", info)
+                return
+            if job.generation != generation or model is None:
+                with self._lock:
+                    self.stats["stale"] += 1  # requested before a model change: ignore
+                return
+            if job.kind == "frame":
+                frame = self._frame_for(model, job.payload, job.generation, job.requested_at)
+                with self._lock:
+                    # Only the current model's frames, and never one older than a frame already handed out.
+                    if frame.generation != self._generation:
+                        self.stats["stale"] += 1  # the model changed while it rendered
+                    elif job.seq > self._published_seq:
+                        self._frame = frame
+                        self._published_seq = job.seq
+            else:
+                settings, classes = job.payload
+                def frame_waiting() -> bool:
+                    return "frame" in self._pending
+
+                thumbs = self.render_thumbnails(settings, classes, should_stop=frame_waiting)
+                with self._lock:
+                    if thumbs is None:  # interrupted by a main-view request: retry after it
+                        self._pending.setdefault("thumbs", job)
+                    elif job.generation == self._generation:
+                        self._thumbs = thumbs
+        except SGXLError as e:
+            self._post("error", str(e))
+        except Exception as e:  # keep the app alive; the status bar shows what went wrong
+            self._post("error", f"render failed: {type(e).__name__}: {e}")
+        finally:
+            with self._lock:
+                self._working = False
+
+    def _post(self, kind: str, payload: object) -> None:
+        with self._lock:
+            self._events.append((kind, payload))
+
+    # ------------------------------------------------------------------ rendering
+
+    def _require_model(self, settings: RenderSettings) -> _Model:
+        model = self._model
+        if model is None:
+            raise SGXLError("no model is loaded: open a checkpoint first")
+        if settings.ckpt and settings.ckpt != model.info.key:
+            raise SGXLError("these settings belong to another checkpoint than the one loaded")
+        return model
+
+    def _frame_for(self, model: _Model, settings: RenderSettings, generation: int,
+                   requested_at: float) -> Frame:
+        t0 = time.perf_counter()
+        hit = self._cache_get(model.info.key, settings)
+        if hit is not None:
+            self.stats["cache_hits"] += 1
+            return replace(hit, generation=generation, cached=True, requested_at=requested_at, started_at=t0,
+                           finished_at=t0)
+        with torch.no_grad():
+            img = self._render_tensor(model.G, settings)  # [1, 3, H, W] on the model's device
+            rgb = self._to_host_rgb(img)
+        ms = (time.perf_counter() - t0) * 1000
+        frame = Frame(settings=settings, generation=generation, rgb=rgb, render_ms=ms,
+                      requested_at=requested_at, started_at=t0, finished_at=time.perf_counter())
+        self.stats["renders"] += 1
+        self.stats["last_render_ms"] = ms
+        self._cache_put(model.info.key, settings, frame)
+        return frame
+
+    def _render_tensor(self, G: torch.nn.Module, s: RenderSettings) -> torch.Tensor:
+        dev = next(G.parameters()).device
+        _validate(G, s)
+        ws = ws_for(G, s.seeds, s.classes, s.psi, dev)  # [1, num_ws, w_dim]
+        if s.mix_layers and s.mix_seed is not None:
+            ws_b = ws_for(G, ((s.mix_seed, 1.0),), s.mix_classes or s.classes, s.psi, dev)
+            ws = style_mix(ws, ws_b, s.mix_layers)
+        transform = input_transform(s.translate, s.rotate)
+        if not s.layer:
+            return G.synthesis(ws, transform=transform)  # [1, 3, H, W]
+        for name, x in G.synthesis.iter_layers(ws, transform):
+            if name == s.layer:
+                return layer_image(x, s.channel, s.layer_view)
+        raise UserInputError(f"this model has no layer {s.layer!r}")
+
+    @staticmethod
+    def _to_host_rgb(img: torch.Tensor) -> np.ndarray:
+        """[1, 3, H, W] in [-1, 1] on the model's device -> float32 [H, W, 3] numpy for `dpg.set_value`.
+
+        Why this order: on CUDA the frame stays on the GPU through the uint8 quantisation (the same
+        arithmetic as `core.sampling.to_uint8`, so the shown image equals the saved one) and the
+        conversion to float32 RGB that Dear PyGui's raw textures require; only then is it copied,
+        non-blocking, into a *fresh* pinned host buffer (torch's caching host allocator makes that
+        cheap), and the worker thread - never the UI thread - waits for the copy. A fresh buffer per
+        frame matters because a raw texture keeps a pointer to its array: refilling a buffer the UI
+        is showing would tear. On the CPU the same code runs; the "copy" target is the tensor itself.
+        """
+        u8 = ((img[0].to(torch.float32) + 1) * 127.5).clamp(0, 255).to(torch.uint8)  # [3, H, W]
+        rgb = u8.permute(1, 2, 0).to(torch.float32).div_(255.0).contiguous()  # [H, W, 3]
+        if rgb.is_cuda:
+            host = torch.empty(rgb.shape, dtype=torch.float32, pin_memory=True)
+            host.copy_(rgb, non_blocking=True)
+            done = torch.cuda.Event()
+            done.record()
+            done.synchronize()
+        else:
+            host = rgb
+        return host.numpy()
+
+    # ------------------------------------------------------------------ cache
+
+    def _cache_get(self, key: str, settings: RenderSettings) -> Frame | None:
+        with self._lock:
+            frame = self._cache.get((key, settings))
+            if frame is not None:
+                self._cache.move_to_end((key, settings))
+            return frame
+
+    def _cache_put(self, key: str, settings: RenderSettings, frame: Frame) -> None:
+        with self._lock:
+            if (key, settings) in self._cache:
+                return
+            self._cache[(key, settings)] = frame
+            self._cache_used += frame.rgb.nbytes
+            while self._cache_used > self.cache_bytes and len(self._cache) > 1:
+                _, old = self._cache.popitem(last=False)
+                self._cache_used -= old.rgb.nbytes
+
+
+def _validate(G: torch.nn.Module, s: RenderSettings) -> None:
+    if not s.seeds:
+        raise UserInputError("no seed given")
+    for seed, _ in s.seeds + (((s.mix_seed, 1.0),) if s.mix_seed is not None else ()):
+        if not 0 <= seed <= MAX_SEED:
+            raise UserInputError(f"seed {seed} is out of range 0..{MAX_SEED}")
+    for idx, _ in s.classes + s.mix_classes:
+        if not 0 <= idx < G.c_dim:
+            raise UserInputError(f"class {idx} is out of range: this model has classes 0..{G.c_dim - 1}")
+    if G.c_dim > 0 and not s.classes:
+        raise UserInputError("this model is class-conditional: choose a class")
+    for layer in s.mix_layers:
+        if not 0 <= layer < G.num_ws:
+            raise UserInputError(f"style-mix layer {layer} is out of range 0..{G.num_ws - 1}")
+
+
+def class_vector(G: torch.nn.Module, classes: Weights, batch: int,
+                 device: torch.device | str) -> torch.Tensor | None:
+    """Sparse class weights -> float [batch, c_dim] (the mapping accepts blends); None if unconditional."""
+    if G.c_dim == 0:
+        return None
+    c = torch.zeros([G.c_dim], dtype=torch.float32)
+    for idx, w in classes:
+        c[idx] += w
+    return c.unsqueeze(0).repeat(batch, 1).to(device)
+
+
+def ws_for(G: torch.nn.Module, seeds: Weights, classes: Weights, psi: float, device: torch.device | str
+           ) -> torch.Tensor:
+    """[1, num_ws, w_dim]: the W blend of `seeds` in the class blend `classes`, truncated by `psi`.
+
+    One seed in one class is literally `core.sampling.ws_from_seeds` (so the explorer and
+    `sgxl generate` agree bit for bit); blends map every seed with the blended class input,
+    truncate each toward the blended class centre (`c @ w_avg`) and average in W.
+    """
+    if len(seeds) == 1 and seeds[0][1] == 1.0 and len(classes) <= 1 and all(w == 1.0 for _, w in classes):
+        class_idx = classes[0][0] if classes else None
+        return ws_from_seeds(G, [seeds[0][0]], class_idx if G.c_dim else None, psi, device)
+    z = torch.cat([z_from_seed(s, G.z_dim) for s, _ in seeds]).to(device)  # [S, z_dim]
+    c = class_vector(G, classes, len(seeds), device)  # [S, c_dim] or None
+    ws = truncate(G, G.mapping(z, c), c, psi)  # [S, num_ws, w_dim]
+    weights = torch.tensor([w for _, w in seeds], dtype=torch.float32, device=ws.device)
+    return (ws * weights[:, None, None]).sum(dim=0, keepdim=True)  # [1, num_ws, w_dim]

@@ -1,0 +1,290 @@
+"""Every panel's callbacks, driven headlessly through the same path a click takes.
+
+A Dear PyGui context without a viewport needs no display: the whole UI is built, and
+`Explorer.invoke(tag, value)` sets a widget's value and runs its callback exactly as the main
+loop does for a user's edit. The render settings that result must give the image `core` makes.
+The renderer runs synchronously here (`threaded=False`), so every request is rendered at once.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dearpygui.dearpygui as dpg
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from core.errors import SGXLError
+from core.io.checkpoint import load_checkpoint
+from core.sampling import style_mix, to_uint8, ws_from_seeds, z_from_seed
+from explorer.app import Explorer, display_problem
+from explorer.app import main as explorer_main
+from explorer.renderer import input_transform, layer_image
+
+
+@pytest.fixture
+def app(tiny_ckpt: Path, tmp_path: Path):
+    threads = torch.get_num_threads()
+    dpg.create_context()
+    # One torch thread, as the app itself uses on 2 cores: tiny renders gain nothing from more, and
+    # OpenMP barriers make them many times slower when the CI machine is busy.
+    explorer = Explorer(device="cpu", threaded=False, recent_file=tmp_path / "recent.json", torch_threads=1)
+    explorer.build_ui()
+    explorer.load_checkpoint_sync(str(tiny_ckpt))
+    try:
+        yield explorer
+    finally:
+        explorer.renderer.close()
+        dpg.destroy_context()
+        torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def G(tiny_ckpt: Path):
+    return load_checkpoint(tiny_ckpt).generator
+
+
+def render(app: Explorer) -> np.ndarray:
+    return app.renderer.render_sync(app.state.settings(app.info))
+
+
+def core(G, seed: int, cls: int, psi: float = 1.0) -> np.ndarray:
+    with torch.no_grad():
+        return to_uint8(G.synthesis(ws_from_seeds(G, [seed], cls, psi)))[0]
+
+
+def show_frame(app: Explorer) -> None:
+    """One UI frame without drawing: request/upload, then the post-draw bookkeeping."""
+    app.tick()
+    app.after_render(33.0)
+
+
+def test_first_frame_is_the_core_image(app: Explorer, G) -> None:
+    show_frame(app)
+    assert app.frame is not None and app.frames_shown == 1
+    assert np.array_equal(app.frame.to_uint8(), core(G, 0, 0))
+    assert "Loaded tiny32.sgxl" in app.status_text and not app.status_error
+
+
+def test_latent_seed_psi_and_slider_sync(app: Explorer, G) -> None:
+    app.invoke("latent.seed_input", 7)
+    app.invoke("latent.psi", 0.5)
+    s = app.state.settings(app.info)
+    assert s.seeds == ((7, 1.0),) and s.psi == 0.5 and s.is_plain
+    assert dpg.get_value("latent.seed") == 7  # the slider follows the field
+    assert np.array_equal(render(app), core(G, 7, 0, 0.5))
+    app.invoke("latent.seed", 12)  # and the field follows the slider
+    assert dpg.get_value("latent.seed_input") == 12 and app.state.seed == 12
+
+
+def test_latent_pad_blends_the_four_nearest_seeds(app: Explorer, G) -> None:
+    app.latent_panel.drag_by(25, 25)  # 50 px per seed -> offset (0.5, 0.5)
+    assert app.state.offset == (0.5, 0.5)
+    assert dpg.get_value("latent.offset")[:2] == [0.5, 0.5]
+    seeds = app.state.settings(app.info).seeds
+    assert seeds == ((0, 0.25), (1, 0.25), (1000, 0.25), (1001, 0.25))
+    with torch.no_grad():
+        ws = torch.stack([ws_from_seeds(G, [s], 0)[0] for s, _ in seeds]).mean(0, keepdim=True)
+        expected = to_uint8(G.synthesis(ws))[0]
+    got = render(app)
+    assert np.abs(got.astype(int) - expected.astype(int)).max() <= 1  # same math, another summation order
+    # Snap: the nearest grid seed becomes the origin.
+    app.invoke("latent.offset", [0.6, 1.4])
+    app.invoke("latent.snap")
+    assert app.state.seed == 1001 and app.state.offset == (0.0, 0.0)
+    assert np.array_equal(render(app), core(G, 1001, 0))
+
+
+def test_latent_interpolation_and_animation(app: Explorer, G) -> None:
+    app.invoke("latent.seed_b", 5)
+    app.invoke("latent.lerp_t", 1.0)
+    assert np.array_equal(render(app), core(G, 5, 0))
+    app.invoke("latent.lerp_t", 0.5)
+    assert app.state.settings(app.info).seeds == ((0, 0.5), (5, 0.5))
+    app.invoke("latent.lerp_t", 0.0)
+    app.invoke("latent.speed", 0.5)  # one round trip per 2 s
+    app.invoke("latent.animate", True)
+    start = app.latent_panel._anim_start
+    app.latent_panel.tick(start + 1.0)  # half a period: at seed B
+    assert app.state.lerp_t == pytest.approx(1.0)
+    assert dpg.get_value("latent.lerp_t") == pytest.approx(1.0)
+    app.latent_panel.tick(start + 0.5)
+    assert app.state.lerp_t == pytest.approx(0.5)
+
+
+def test_class_list_filter_grid_and_blend(app: Explorer, G) -> None:
+    app.invoke("class.item.3", True)
+    assert app.state.class_idx == 3 and dpg.get_value("class.item.3") and not dpg.get_value("class.item.0")
+    assert np.array_equal(render(app), core(G, 0, 3))
+    app.invoke("class.filter", "fr")
+    assert app.class_panel.visible == [4] and app.class_panel.grid_classes() == (4,)
+    assert not dpg.is_item_shown("class.item.0") and dpg.is_item_shown("class.item.4")
+    app.class_panel.click_grid_cell(0, 0)
+    assert app.state.class_idx == 4
+    app.invoke("class.filter", "")
+    assert app.class_panel.grid_classes() == (0, 1, 2, 3, 4)
+    app.class_panel.click_grid_cell(1, 0)
+    assert app.state.class_idx == 1
+    # Blend the class embedding 75% "dog" + 25% "frog" (float class weights into the mapping).
+    app.invoke("class.b", "4: frog")
+    app.invoke("class.t", 0.25)
+    app.invoke("latent.psi", 0.6)
+    s = app.state.settings(app.info)
+    assert s.classes == ((1, 0.75), (4, 0.25))
+    c = torch.zeros([1, 5])
+    c[0, 1], c[0, 4] = 0.75, 0.25
+    with torch.no_grad():
+        ws = G.mapping(z_from_seed(0, G.z_dim), c, psi=0.6)  # truncates toward c @ w_avg (the blend's centre)
+        expected = to_uint8(G.synthesis(ws))[0]
+    got = render(app)
+    assert np.abs(got.astype(int) - expected.astype(int)).max() <= 1
+    assert np.abs(got.astype(int) - core(G, 0, 1, 0.6).astype(int)).mean() > 1  # the blend is not class 1
+
+
+def test_class_thumbnails_show_the_seed_in_each_class(app: Explorer, G) -> None:
+    app.invoke("latent.psi", 0.7)
+    app.tick()  # the main view's frame
+    app.settings_changed_at = -1e9  # thumbnails wait until the view has been idle for a moment
+    app.class_panel.tick(app.clock())  # requests (and, synchronously, renders) the thumbnails
+    app.class_panel.tick(app.clock())  # takes them and uploads the grid texture
+    thumbs = app.class_panel._thumbs
+    assert thumbs is not None and thumbs.classes == (0, 1, 2, 3, 4)
+    for i in range(5):
+        diff = np.abs(thumbs.images[i].astype(int) - core(G, 0, i, 0.7).astype(int))
+        assert diff.max() <= 1, i  # batched vs single synthesis: float summation order only
+
+
+def test_style_mixing_layers(app: Explorer, G) -> None:
+    app.invoke("mix.seed", 9)
+    app.invoke("mix.layer.0", True)
+    app.invoke("mix.layer.1", True)
+    assert app.state.settings(app.info).mix_layers == ()  # not enabled yet
+    app.invoke("mix.enabled", True)
+    s = app.state.settings(app.info)
+    assert s.mix_seed == 9 and s.mix_layers == (0, 1)
+    with torch.no_grad():
+        ws = style_mix(ws_from_seeds(G, [0], 0), ws_from_seeds(G, [9], 0), [0, 1])
+        expected = to_uint8(G.synthesis(ws))[0]
+    assert np.array_equal(render(app), expected)
+    app.invoke("mix.preset.fine")
+    assert app.state.mix_layers == {6, 7, 8, 9}
+    assert dpg.get_value("mix.layer.9") and not dpg.get_value("mix.layer.0")
+    app.invoke("mix.class", "2: bird")
+    with torch.no_grad():
+        ws = style_mix(ws_from_seeds(G, [0], 0), ws_from_seeds(G, [9], 2), [6, 7, 8, 9])
+        expected = to_uint8(G.synthesis(ws))[0]
+    assert np.array_equal(render(app), expected)
+
+
+def test_input_transform(app: Explorer, G) -> None:
+    plain = render(app)
+    app.invoke("xform.tx", 0.25)
+    app.invoke("xform.rotate", 30.0)
+    s = app.state.settings(app.info)
+    assert s.translate == (0.25, 0.0) and s.rotate == 30.0
+    with torch.no_grad():
+        transform = input_transform((0.25, 0.0), 30.0)
+        expected = to_uint8(G.synthesis(ws_from_seeds(G, [0], 0), transform=transform))[0]
+    got = render(app)
+    assert np.array_equal(got, expected) and np.abs(got.astype(int) - plain.astype(int)).mean() > 1
+    app.invoke("xform.reset")
+    assert app.state.settings(app.info).transform_is_identity and np.array_equal(render(app), plain)
+
+
+def test_layers_channels_and_fft(app: Explorer, G) -> None:
+    label = next(x for x in dpg.get_item_configuration("layers.layer")["items"] if x.startswith("L3_"))
+    app.invoke("layers.layer", label)
+    app.invoke("layers.channel", 5)
+    s = app.state.settings(app.info)
+    assert s.layer == "L3_36_128" and s.channel == 5
+    with torch.no_grad():
+        acts = dict(G.synthesis.iter_layers(ws_from_seeds(G, [0], 0)))["L3_36_128"]
+        expected = to_uint8(layer_image(acts, 5, "channels"))[0]
+    got = render(app)
+    assert got.shape == (36, 36, 3) and np.array_equal(got, expected)
+    app.invoke("layers.view", "fft")
+    fft = render(app)
+    assert np.array_equal(fft, to_uint8(layer_image(acts, 5, "fft"))[0])
+    assert not np.array_equal(fft, got)
+    show_frame(app)  # a frame of another shape gets its own texture
+    assert app._texture_shape == (36, 36)
+    app.invoke("layers.layer", "output image")
+    assert app.state.settings(app.info).layer == ""
+
+
+def test_capture_saves_the_frame_on_screen(app: Explorer, G, tmp_path: Path) -> None:
+    app.invoke("capture.save")  # nothing shown yet -> a status-bar error, not an exception
+    assert app.status_error and "nothing to save" in app.status_text
+    app.invoke("latent.seed_input", 3)
+    show_frame(app)
+    dpg.set_value("capture.dir", str(tmp_path / "caps"))
+    app.invoke("capture.save")
+    saved = list((tmp_path / "caps").glob("*.png"))
+    assert len(saved) == 1 and saved[0].name == "seed3-class0-psi1.00.png"
+    assert np.array_equal(np.asarray(Image.open(saved[0])), core(G, 3, 0))
+
+
+def test_checkpoint_panel_info_recent_and_bad_file(app: Explorer, tiny_ckpt: Path, tmp_path: Path) -> None:
+    info = dpg.get_value("ckpt.info")
+    assert "resolution 32x32, 5 classes" in info and "12.5 kimg" in info and "1.62 M parameters" in info
+    assert app.checkpoint_panel.recent == [str(tiny_ckpt.resolve())]
+    assert dpg.get_item_user_data("ckpt.recent.0") == str(tiny_ckpt.resolve())
+    bad = tmp_path / "bad.sgxl"
+    bad.write_bytes(b"garbage")
+    dpg.set_value("ckpt.path", str(bad))
+    app.invoke("ckpt.load")
+    app.tick()  # the load error arrives as a renderer event
+    assert app.status_error and "bad.sgxl" in app.status_text
+    assert app.info is not None and app.info.path == str(tiny_ckpt)  # the good model stays loaded
+    app.invoke("ckpt.recent.0")  # reopen from the recent list
+    app.tick()
+    assert not app.status_error and app.info.path == str(tiny_ckpt.resolve())
+
+
+def test_perf_panel_reports(app: Explorer) -> None:
+    show_frame(app)
+    app.perf_panel.tick(app.clock() + 1)
+    text = dpg.get_value("perf.text")
+    assert "render" in text and "device cpu" in text and "memory" in text
+    s = app.perf_panel.summary()
+    assert s["renders"] >= 1 and s["rss_mb"] > 0
+    app.invoke("perf.fps", 20)
+    assert app.fps_cap == 20
+
+
+def test_render_error_goes_to_status_bar(app: Explorer) -> None:
+    app.state.layer = "no_such_layer"  # as if a stale widget value slipped through
+    app.tick()  # requests the frame; the error comes back as a renderer event ...
+    app.tick()  # ... which the next UI frame shows
+    assert app.status_error and "no layer 'no_such_layer'" in app.status_text
+    app.state.layer = ""
+    show_frame(app)
+    assert not app.status_error
+
+
+def test_no_display_exits_2_with_advice(monkeypatch, capsys) -> None:
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    assert display_problem() is not None
+    assert explorer_main(None, "cpu") == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no display" in err[0] and "sgxl generate" in err[0]
+
+
+def test_unreachable_x_display_exits_2(monkeypatch, capsys) -> None:
+    monkeypatch.setenv("DISPLAY", ":987")  # no such server: GLFW would abort the process
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    problem = display_problem()
+    if problem is None:
+        pytest.skip("libX11 not found: only the DISPLAY variable can be checked")
+    assert explorer_main(None, "cpu") == 2
+    assert ":987" in capsys.readouterr().err
+
+
+def test_bad_device_is_a_clear_error() -> None:
+    if torch.cuda.is_available():
+        pytest.skip("CUDA is available here")
+    with pytest.raises(SGXLError, match="no CUDA GPU"):
+        Explorer(device="cuda", threaded=False)

@@ -1,0 +1,279 @@
+"""The explorer's renderer without any GUI: exact agreement with `core`, cache, newest-wins, generations."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from core.errors import SGXLError, UserInputError
+from core.io.checkpoint import save_checkpoint
+from core.sampling import to_uint8, ws_from_seeds
+from explorer.renderer import (
+    Renderer,
+    RenderSettings,
+    blend_weights,
+    grid_seed_weights,
+    input_transform,
+)
+from tests.helpers import make_tiny_generator
+
+
+@pytest.fixture(scope="module")
+def G():
+    return make_tiny_generator(16, c_dim=5)
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny renders: one torch thread is as fast and immune to OpenMP stalls on a busy 2-core machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def renderer(G, one_thread):
+    r = Renderer("cpu")
+    r.set_model(G, key="tiny16")
+    yield r
+    r.close()
+
+
+def core_image(G, seed: int, cls: int | None, psi: float) -> np.ndarray:
+    with torch.no_grad():
+        return to_uint8(G.synthesis(ws_from_seeds(G, [seed], cls, psi)))[0]
+
+
+def wait_frame(r: Renderer, timeout: float = 30.0):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        f = r.take_frame()
+        if f is not None:
+            return f
+        time.sleep(0.005)
+    raise AssertionError(f"no frame; events {r.poll_events()}")
+
+
+@pytest.mark.parametrize("seed,cls,psi", [(0, 0, 1.0), (3, 2, 0.7), (123456, 4, -0.5), (2**32 - 1, 1, 1.5)])
+def test_render_sync_is_exactly_core(renderer: Renderer, G, seed: int, cls: int, psi: float) -> None:
+    got = renderer.render_sync(RenderSettings.single(seed, cls, psi))
+    assert got.dtype == np.uint8 and got.shape == (16, 16, 3)
+    assert np.array_equal(got, core_image(G, seed, cls, psi))
+
+
+def test_worker_frame_is_the_same_image_as_float_rgb(renderer: Renderer, G) -> None:
+    s = RenderSettings.single(5, 1, 0.8)
+    renderer.request(s)
+    f = wait_frame(renderer)
+    assert f.settings == s and not f.cached
+    assert f.rgb.dtype == np.float32 and f.rgb.shape == (16, 16, 3) and f.rgb.flags["C_CONTIGUOUS"]
+    assert 0.0 <= f.rgb.min() and f.rgb.max() <= 1.0
+    assert np.array_equal(f.to_uint8(), core_image(G, 5, 1, 0.8))  # uint8 / 255 round-trips exactly
+
+
+def test_cache_makes_scrubbing_back_instant(renderer: Renderer) -> None:
+    a, b = RenderSettings.single(1, 0, 1.0), RenderSettings.single(2, 0, 1.0)
+    renderer.request(a)
+    fa = wait_frame(renderer)
+    renderer.request(b)
+    wait_frame(renderer)
+    renders = renderer.stats["renders"]
+    t0 = time.perf_counter()
+    renderer.request(a)  # back to a: served from the cache without the worker
+    fa2 = renderer.take_frame()
+    assert fa2 is not None and fa2.cached and time.perf_counter() - t0 < 0.05
+    assert renderer.stats["renders"] == renders and np.array_equal(fa2.rgb, fa.rgb)
+    assert renderer.cache_info()["entries"] == 2
+
+
+def test_cache_key_is_the_full_settings(renderer: Renderer) -> None:
+    base = RenderSettings.single(1, 0, 1.0)
+    variants = [base, RenderSettings.single(1, 0, 0.9), RenderSettings.single(1, 1, 1.0),
+                RenderSettings(seeds=((1, 1.0),), classes=((0, 1.0),), mix_seed=2, mix_layers=(1, 2)),
+                RenderSettings(seeds=((1, 1.0),), classes=((0, 1.0),), translate=(0.1, 0.0)),
+                RenderSettings(seeds=((1, 1.0),), classes=((0, 1.0),), layer="input")]
+    images = [renderer.render_frame(v).to_uint8() for v in variants]
+    assert renderer.stats["renders"] == len(variants)  # no false cache hit between them
+    for i in range(1, len(images)):
+        assert not np.array_equal(images[0], images[i]) or images[0].shape != images[i].shape
+
+
+def test_latest_request_wins(renderer: Renderer, monkeypatch) -> None:
+    started = threading.Event()
+    real = renderer._render_tensor
+    rendered: list[int] = []
+
+    def slow(G, s):
+        rendered.append(s.seeds[0][0])
+        started.set()
+        time.sleep(0.2)
+        return real(G, s)
+
+    monkeypatch.setattr(renderer, "_render_tensor", slow)
+    renderer.request(RenderSettings.single(10, 0))
+    assert started.wait(10)
+    for seed in range(11, 16):  # arrive while seed 10 renders: only the newest survives
+        renderer.request(RenderSettings.single(seed, 0))
+    deadline = time.time() + 30
+    frames = []
+    while time.time() < deadline and (not frames or frames[-1].settings.seeds[0][0] != 15):
+        f = renderer.take_frame()
+        if f is not None:
+            frames.append(f)
+        time.sleep(0.01)
+    assert rendered == [10, 15] and renderer.stats["dropped"] == 4
+    assert frames[-1].settings == RenderSettings.single(15, 0)
+
+
+def test_older_frame_never_replaces_a_newer_one(renderer: Renderer, monkeypatch) -> None:
+    cached = RenderSettings.single(20, 0)
+    renderer.render_frame(cached)  # now in the cache
+    started, release = threading.Event(), threading.Event()
+    real = renderer._render_tensor
+
+    def blocking(G, s):
+        started.set()
+        release.wait(10)
+        return real(G, s)
+
+    monkeypatch.setattr(renderer, "_render_tensor", blocking)
+    renderer.request(RenderSettings.single(21, 0))  # slow, in flight
+    assert started.wait(10)
+    renderer.request(cached)  # newer request, answered from the cache at once
+    assert renderer.take_frame().settings == cached
+    release.set()
+    time.sleep(0.3)
+    assert renderer.take_frame() is None  # seed 21 finished later but is older than what is shown
+
+
+def test_model_change_discards_frames_of_the_old_model(renderer: Renderer, monkeypatch) -> None:
+    started, release = threading.Event(), threading.Event()
+    real = renderer._render_tensor
+
+    def blocking(G, s):
+        started.set()
+        release.wait(10)
+        return real(G, s)
+
+    monkeypatch.setattr(renderer, "_render_tensor", blocking)
+    gen = renderer.generation
+    renderer.request(RenderSettings.single(30, 0))
+    assert started.wait(10)
+    renderer.set_model(make_tiny_generator(16, c_dim=5, seed=1), key="other")  # while the frame renders
+    assert renderer.generation == gen + 1
+    release.set()
+    time.sleep(0.3)
+    assert renderer.take_frame() is None and renderer.stats["stale"] == 1
+    monkeypatch.setattr(renderer, "_render_tensor", real)
+    renderer.request(RenderSettings.single(30, 0))
+    f = wait_frame(renderer)
+    assert f.generation == gen + 1
+
+
+def test_settings_of_another_checkpoint_are_refused(renderer: Renderer) -> None:
+    with pytest.raises(SGXLError, match="another checkpoint"):
+        renderer.render_sync(RenderSettings.single(0, 0, ckpt="some-other-model"))
+    renderer.render_sync(RenderSettings.single(0, 0, ckpt="tiny16"))
+
+
+def test_render_errors_are_events_and_the_worker_survives(renderer: Renderer, G) -> None:
+    renderer.request(RenderSettings.single(0, 7))  # class 7 of 5
+    deadline = time.time() + 10
+    events = []
+    while not events and time.time() < deadline:
+        events = renderer.poll_events()
+        time.sleep(0.01)
+    assert events and events[0][0] == "error" and "class 7 is out of range" in events[0][1]
+    renderer.request(RenderSettings.single(0, 1))
+    assert np.array_equal(wait_frame(renderer).to_uint8(), core_image(G, 0, 1, 1.0))
+
+
+@pytest.mark.parametrize("bad,match", [
+    (RenderSettings(seeds=((-1, 1.0),)), "seed -1 is out of range"),
+    (RenderSettings(seeds=((0, 1.0),), classes=()), "class-conditional"),
+    (RenderSettings(mix_seed=1, mix_layers=(99,)), "style-mix layer 99"),
+    (RenderSettings(layer="L99"), "no layer 'L99'"),
+    (RenderSettings(layer="input", layer_view="3d"), "unknown layer view"),
+])
+def test_invalid_settings_raise_user_errors(renderer: Renderer, bad: RenderSettings, match: str) -> None:
+    with pytest.raises(UserInputError, match=match):
+        renderer.render_sync(bad)
+
+
+def test_no_model_and_bad_checkpoint(tmp_path: Path, one_thread) -> None:
+    r = Renderer("cpu", threaded=False)
+    with pytest.raises(SGXLError, match="no model is loaded"):
+        r.render_sync(RenderSettings())
+    bad = tmp_path / "bad.sgxl"
+    bad.write_bytes(b"\x00" * 100)
+    with pytest.raises(SGXLError, match="not a .sgxl checkpoint"):
+        r.load(bad)
+    r.load_async(bad)  # synchronous renderer: the error is an event at once
+    assert r.poll_events()[0][0] == "error" and r.info is None
+
+
+def test_load_checkpoint_file_and_model_info(tmp_path: Path, G, one_thread) -> None:
+    path = save_checkpoint(tmp_path / "m.sgxl", G, {"kimg": 7}, class_names=list("abcde"))
+    r = Renderer("cpu", threaded=False)
+    info = r.load(path)
+    assert (info.resolution, info.c_dim, info.kimg, info.num_ws) == (16, 5, 7.0, G.num_ws)
+    assert info.class_names == tuple("abcde") and info.layer_names[0] == "input"
+    assert info.num_params == sum(p.numel() for p in G.parameters())
+    got = r.render_sync(RenderSettings.single(4, 3, 0.5, ckpt=info.key))
+    assert np.array_equal(got, core_image(G, 4, 3, 0.5))
+
+
+def test_unconditional_model(one_thread) -> None:
+    G0 = make_tiny_generator(16, c_dim=0)
+    r = Renderer("cpu", threaded=False)
+    r.set_model(G0, key="uncond")
+    got = r.render_sync(RenderSettings(seeds=((2, 1.0),), classes=(), psi=0.5))
+    assert np.array_equal(got, core_image(G0, 2, None, 0.5))
+
+
+def test_thumbnails_are_the_seed_in_each_class(renderer: Renderer, G) -> None:
+    s = RenderSettings.single(8, 0, 0.7)
+    th = renderer.render_thumbnails(s, (0, 2, 4))
+    assert th.images.shape == (3, 16, 16, 3) and th.classes == (0, 2, 4)
+    for img, c in zip(th.images, (0, 2, 4)):
+        assert np.abs(img.astype(int) - core_image(G, 8, c, 0.7).astype(int)).max() <= 1
+    assert renderer.render_thumbnails(s, (0, 1), should_stop=lambda: True) is None
+
+
+def test_grid_seed_weights() -> None:
+    assert grid_seed_weights(5, (0.0, 0.0)) == ((5, 1.0),)
+    assert grid_seed_weights(5, (2.0, 1.0), stride=1000) == ((1007, 1.0),)
+    w = dict(grid_seed_weights(5, (0.25, 0.5), stride=1000))
+    assert w == {5: 0.375, 6: 0.125, 1005: 0.375, 1006: 0.125}
+    assert sum(dict(grid_seed_weights(0, (-0.3, -1.7))).values()) == pytest.approx(1.0)
+    assert all(0 <= s < 2**32 for s, _ in grid_seed_weights(0, (-0.3, -1.7)))  # wraps, never negative
+
+
+def test_blend_weights_is_canonical() -> None:
+    assert blend_weights(((1, 1.0),), ((3, 1.0),), 0.25) == ((1, 0.75), (3, 0.25))
+    assert blend_weights(((3, 1.0),), ((1, 1.0),), 0.75) == ((1, 0.75), (3, 0.25))
+    assert blend_weights(((1, 1.0),), ((3, 1.0),), 0.0) == ((1, 1.0),)
+
+
+def test_input_transform_matrix() -> None:
+    assert input_transform((0.0, 0.0), 0.0) is None
+    m = input_transform((0.5, -0.25), 90.0)
+    fwd = torch.linalg.inv(m)
+    assert torch.allclose(fwd[:2, 2], torch.tensor([0.5, -0.25]))
+    assert torch.allclose(fwd[:2, :2], torch.tensor([[0.0, 1.0], [-1.0, 0.0]]), atol=1e-6)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_frame_path_matches_cpu(G) -> None:
+    r = Renderer("cuda", threaded=False)
+    r.set_model(make_tiny_generator(16, c_dim=5), key="gpu")
+    f = r.render_frame(RenderSettings.single(3, 1, 0.7))
+    assert f.rgb.dtype == np.float32 and f.rgb.flags["C_CONTIGUOUS"]
+    cpu = core_image(G, 3, 1, 0.7)
+    assert np.abs(f.to_uint8().astype(int) - cpu.astype(int)).mean() < 1.0  # GPU vs CPU float math
