@@ -1,14 +1,17 @@
-"""Generator throughput: img/s of G (mapping + synthesis) per preset and resolution.
+"""Generator throughput: img/s of G (mapping + synthesis) per preset, resolution, batch and kernel backend.
 
-    python bench/generator.py [--presets tiny,small] [--res 16,32,64] [--batch 8] [--repeats 5] [--device cpu]
+    python bench/generator.py [--presets tiny,small] [--res 16,32,64] [--batch 1,8] [--repeats 5]
+                              [--backends reference,fir_matmul] [--device cpu]
 
 Prints a table and writes bench/results/generator.json. Figures are medians of `--repeats` timed runs
-after one warm-up run.
+after one warm-up run; `speedup` is the reference backend's time over this backend's, same weights,
+same inputs, same run (`SGXL_KERNELS` picks the backend).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -25,7 +28,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--presets", default="tiny,small")
     ap.add_argument("--res", default="16,32,64")
-    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--batch", default="1,8", help="comma-separated batch sizes")
+    ap.add_argument("--backends", default="reference,fir_matmul", help="kernel backends (SGXL_KERNELS names)")
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = ap.parse_args()
@@ -35,21 +39,27 @@ def main() -> None:
         for res in [int(r) for r in args.res.split(",")]:
             torch.manual_seed(0)
             G = Generator(preset_config(preset, res)).eval().to(device)
-            z = torch.randn(args.batch, G.z_dim, device=device)
-            c = torch.arange(args.batch, device=device) % G.c_dim
-
-            def run(G=G, z=z, c=c) -> None:
-                with torch.no_grad():
-                    G(z, c, psi=0.7)
-
-            sec = median_seconds(run, repeats=args.repeats, cuda=device.type == "cuda")
             counts = count_parameters(G)
-            stages = {k: v for k, v in counts.items() if k == "stem" or k.startswith("stage")}
-            rows.append({"preset": preset, "res": res, "batch": args.batch, "median_s": round(sec, 4),
-                         "img_per_s": round(args.batch / sec, 2), "ms_per_img": round(1000 * sec / args.batch, 2),
-                         "params_total": counts["total"], "params_per_stage": stages})
-    print_table(rows, ["preset", "res", "batch", "median_s", "img_per_s", "ms_per_img", "params_total",
-                       "params_per_stage"])
+            for batch in [int(b) for b in args.batch.split(",")]:
+                z = torch.randn(batch, G.z_dim, device=device)
+                c = torch.arange(batch, device=device) % G.c_dim
+                base = None
+                for backend in args.backends.split(","):
+                    os.environ["SGXL_KERNELS"] = backend
+
+                    def run(G=G, z=z, c=c) -> None:
+                        with torch.no_grad():
+                            G(z, c, psi=0.7)
+
+                    sec = median_seconds(run, repeats=args.repeats, cuda=device.type == "cuda")
+                    base = sec if base is None else base
+                    rows.append({"preset": preset, "res": res, "batch": batch, "backend": backend,
+                                 "median_s": round(sec, 4), "img_per_s": round(batch / sec, 2),
+                                 "ms_per_img": round(1000 * sec / batch, 2), "speedup": round(base / sec, 2),
+                                 "params_total": counts["total"]})
+    os.environ.pop("SGXL_KERNELS", None)
+    print_table(rows, ["preset", "res", "batch", "backend", "median_s", "img_per_s", "ms_per_img", "speedup",
+                       "params_total"])
     path = write_json("generator", {"benchmark": "generator", "env": environment(), "rows": rows})
     print(f"wrote {path}")
 

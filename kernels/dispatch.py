@@ -1,9 +1,9 @@
 """Pick the implementation of each StyleGAN op for a given tensor.
 
 Backends are tried in the order of `BACKENDS`; the first whose `supports(x)` is true runs.
-Fast paths (Triton on CUDA, a CPU fast path) are added to that tuple by the kernels issue and
-must match `kernels.reference` (tests compare them). `SGXL_KERNELS=reference` forces the
-reference everywhere, e.g. to bisect a numerical difference.
+Fast paths (today `fir_matmul` on CPU; Triton on CUDA later) come first in that tuple and
+must match `kernels.reference` (tests compare them). `SGXL_KERNELS=<name>` forces one backend
+(e.g. `reference` everywhere, to bisect a numerical difference).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import torch
 
-from kernels import reference
+from kernels import fir_matmul, reference
 
 
 @dataclass(frozen=True)
@@ -34,12 +34,23 @@ REFERENCE = Backend(
     filtered_lrelu=reference.filtered_lrelu,
 )
 
-BACKENDS: tuple[Backend, ...] = (REFERENCE,)
+FIR_MATMUL = Backend(
+    name="fir_matmul",
+    supports=fir_matmul.supports,
+    bias_act=fir_matmul.bias_act,
+    upfirdn2d=fir_matmul.upfirdn2d,
+    filtered_lrelu=fir_matmul.filtered_lrelu,
+)
+
+BACKENDS: tuple[Backend, ...] = (FIR_MATMUL, REFERENCE)
 
 
 def select_backend(x: torch.Tensor) -> Backend:
     """The backend that runs ops on `x` (the reference when `SGXL_KERNELS=reference`)."""
     forced = os.environ.get("SGXL_KERNELS", "")
+    if forced and forced not in {b.name for b in BACKENDS}:
+        names = ", ".join(b.name for b in BACKENDS)
+        raise ValueError(f"SGXL_KERNELS={forced!r} names no kernel backend; use one of {names}")
     for backend in BACKENDS:
         if forced and backend.name != forced:
             continue
