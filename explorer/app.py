@@ -40,6 +40,7 @@ from explorer.panels.latent import LatentPanel
 from explorer.panels.layers import LayersPanel
 from explorer.panels.perf import PerfPanel
 from explorer.panels.stylemix import StyleMixPanel
+from explorer.panels.train import TrainPanel
 from explorer.panels.transform import TransformPanel
 from explorer.renderer import Frame, ModelInfo, Renderer, RenderSettings, resolve_device
 from explorer.state import ExplorerState
@@ -133,8 +134,9 @@ class Explorer:
         self.layers_panel = LayersPanel(self)
         self.perf_panel = PerfPanel(self)
         self.capture_panel = CapturePanel(self)
+        self.train_panel = TrainPanel(self)
         self.left_panels = [self.checkpoint_panel, self.latent_panel, self.mix_panel, self.transform_panel,
-                            self.layers_panel, self.perf_panel, self.capture_panel]
+                            self.layers_panel, self.perf_panel, self.capture_panel, self.train_panel]
         self.right_panels = [self.class_panel]
         self.panels = self.left_panels + self.right_panels
 
@@ -393,7 +395,10 @@ class Explorer:
                 "pad": self.rect(self.latent_panel.tag("pad")),
                 "class_grid": self.rect(self.class_panel.tag("grid")),
                 "class_items": class_items,
+                "left": self.rect("left"),
+                "latent_header": self.rect(f"{self.latent_panel.key}.header"),
             },
+            "train": self.train_panel.test_state(),
         }
 
     def write_test_state(self) -> None:
