@@ -1,0 +1,205 @@
+"""Pivotal Tuning Inversion (Roich et al. 2022): fine-tune the generator around the projected w.
+
+Projection finds the w whose image is closest to the photo but cannot leave the generator's range. PTI
+keeps that w fixed as a *pivot* and nudges the synthesis weights instead, until G(pivot) reproduces the
+photo. To keep the edit space intact around it (locality regularisation, PTI Sec. 3.3), each step also takes
+a w at a fixed distance from the pivot, towards a randomly sampled w of the same class, and pulls the tuned
+generator's image there back to the original generator's image (L2 + perceptual, weights 0.1 each).
+
+The radius: PTI steps a fixed 30 units in FFHQ's W. W scales differ between models, so here the radius is
+`locality_radius * w_std` (w_std = the RMS distance of a sampled w from its class mean, as the projector
+measures it); the default 1.0 keeps the regularised points inside the typical spread of the class.
+
+Only a deep copy is tuned; the generator passed in is never modified (parameters, buffers, requires_grad).
+Only the synthesis network is tuned: the mapping and its per-class w_avg stay as they were, so class swaps
+and truncation of the pivot keep their meaning.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+
+from core.errors import CheckpointError, UserInputError
+from core.inversion.perceptual import PerceptualDistance
+from core.inversion.projector import CancelFlag, StepReport, run_steps, w_stats
+from core.inversion.quality import image_metrics
+from core.networks.generator import Generator
+from core.sampling import class_input
+
+PIVOT_GROUP = "pivot"  # tensor group of the pivot in a PTI checkpoint
+
+
+@dataclass
+class PTIConfig:
+    steps: int = 350
+    lr: float = 3e-4
+    l2_weight: float = 1.0
+    perceptual_weight: float = 1.0
+    locality_l2_weight: float = 0.1
+    locality_perceptual_weight: float = 0.1
+    locality_every: int = 1  # steps between locality regularisation terms (0 = off)
+    locality_samples: int = 1  # regularised ws per step
+    locality_radius: float = 1.0  # distance from the pivot, in units of the class's w_std
+    w_stats_samples: int = 2000
+    preview_every: int = 1  # render the tuned G's pivot image (+ metrics) every N steps
+    seed: int = 0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class PTIResult:
+    generator: Generator  # the tuned copy
+    ws: torch.Tensor  # the pivot [1, num_ws, w_dim]
+    class_idx: int | None
+    image: torch.Tensor  # [1, 3, H, W] tuned G(pivot), on the CPU
+    metrics: dict[str, float]
+    history: list[dict] = field(default_factory=list)
+    steps_done: int = 0
+    cancelled: bool = False
+    seconds: float = 0.0
+
+
+class PivotalTuner:
+    """Tune a copy of G around `ws_pivot` step by step (`for report in tuner` or `tuner.step()`)."""
+
+    def __init__(self, G: Generator, target: torch.Tensor, ws_pivot: torch.Tensor, class_idx: int | None,
+                 perceptual: PerceptualDistance, cfg: PTIConfig | None = None) -> None:
+        self.cfg = cfg = cfg or PTIConfig()
+        if cfg.steps < 1:
+            raise UserInputError("the number of PTI steps must be at least 1")
+        if tuple(ws_pivot.shape) != (1, G.num_ws, G.w_dim):
+            raise UserInputError(f"the pivot must be [1, {G.num_ws}, {G.w_dim}], got {tuple(ws_pivot.shape)}")
+        self.original = G
+        self.device = G.mapping.w_avg.device
+        self.G = copy.deepcopy(G).eval()
+        self.G.requires_grad_(False)
+        self.G.synthesis.requires_grad_(True)  # a grown G freezes its old layers for training; PTI tunes all
+        self.params = [p for p in self.G.synthesis.parameters()]
+        self.optimizer = torch.optim.Adam(self.params, lr=cfg.lr, betas=(0.9, 0.999))
+        self.pivot = ws_pivot.detach().to(self.device, torch.float32)
+        self.class_idx = class_idx
+        self.perceptual = perceptual
+        self.target = target.to(self.device, torch.float32)
+        with torch.no_grad():
+            self.target_features = perceptual.features(self.target)
+        self.radius = 0.0
+        if cfg.locality_every > 0:
+            _, w_std = w_stats(G, class_idx, cfg.w_stats_samples, cfg.seed)
+            self.radius = cfg.locality_radius * w_std
+        self.gen = torch.Generator().manual_seed(cfg.seed)
+        self.step_index = 0
+        self.history: list[dict] = []
+        self.seconds = 0.0
+        self._last_image: torch.Tensor | None = None
+        self._last_metrics: dict[str, float] = {}
+
+    @property
+    def done(self) -> bool:
+        return self.step_index >= self.cfg.steps
+
+    @torch.no_grad()
+    def locality_ws(self) -> torch.Tensor:
+        """[n, num_ws, w_dim]: the pivot moved `radius` towards freshly sampled ws of the same class."""
+        n = self.cfg.locality_samples
+        z = torch.randn([n, self.original.z_dim], generator=self.gen).to(self.device)
+        w = self.original.mapping(z, class_input(self.original, self.class_idx, n, self.device))  # [n, num_ws, D]
+        direction = w - self.pivot
+        direction = direction / direction.norm(dim=2, keepdim=True).clamp_min(1e-8)
+        return self.pivot + self.radius * direction
+
+    @torch.no_grad()
+    def render(self) -> tuple[torch.Tensor, dict[str, float]]:
+        img = self.G.synthesis(self.pivot)
+        metrics = image_metrics(img, self.target)
+        metrics["perceptual"] = float(self.perceptual.distance_to(self.target_features, img)[0])
+        return img.cpu(), metrics
+
+    def step(self) -> StepReport:
+        if self.done:
+            raise RuntimeError("pivotal tuning has finished all its steps")
+        t0 = time.perf_counter()
+        cfg = self.cfg
+        img = self.G.synthesis(self.pivot)  # [1, 3, R, R]
+        mse = (img - self.target).square().mean()
+        perceptual = self.perceptual.distance_to(self.target_features, img)[0]
+        loss = cfg.l2_weight * mse + cfg.perceptual_weight * perceptual
+        losses = {"mse_loss": mse.item(), "perceptual_loss": perceptual.item()}
+        if cfg.locality_every > 0 and self.step_index % cfg.locality_every == 0:
+            ws_near = self.locality_ws()
+            with torch.no_grad():
+                before = self.original.synthesis(ws_near)  # what the untouched G draws there
+            after = self.G.synthesis(ws_near)
+            loc_mse = (after - before).square().mean()
+            loc_perc = self.perceptual(after, before).mean()
+            loss = loss + cfg.locality_l2_weight * loc_mse + cfg.locality_perceptual_weight * loc_perc
+            losses.update(locality_mse=loc_mse.item(), locality_perceptual=loc_perc.item())
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward(inputs=self.params)
+        self.optimizer.step()
+        self.step_index += 1
+        losses["loss"] = loss.item()
+
+        image = None
+        if self.step_index % max(cfg.preview_every, 1) == 0 or self.done:
+            image, self._last_metrics = self.render()
+            self._last_image = image
+            losses.update(self._last_metrics)
+        self.history.append({"step": self.step_index, **losses})
+        self.seconds += time.perf_counter() - t0
+        return StepReport("pti", self.step_index, cfg.steps, losses, image)
+
+    def __iter__(self) -> Iterator[StepReport]:
+        while not self.done:
+            yield self.step()
+
+    def result(self, cancelled: bool = False) -> PTIResult:
+        if self._last_image is None or not self.history or "psnr" not in self.history[-1]:
+            self._last_image, self._last_metrics = self.render()
+        self.optimizer.zero_grad(set_to_none=True)  # no stale gradients in the returned copy
+        return PTIResult(generator=self.G.requires_grad_(False), ws=self.pivot.clone(), class_idx=self.class_idx,
+                         image=self._last_image, metrics=dict(self._last_metrics), history=list(self.history),
+                         steps_done=self.step_index, cancelled=cancelled, seconds=self.seconds)
+
+
+def pivotal_tuning(G: Generator, target: torch.Tensor, ws_pivot: torch.Tensor, class_idx: int | None,
+                   perceptual: PerceptualDistance, cfg: PTIConfig | None = None,
+                   callback: Callable[[StepReport], None] | None = None, cancel: CancelFlag = None,
+                   progress: bool = False) -> PTIResult:
+    """Tune a copy of G so that G(ws_pivot) reproduces `target`; `G` itself is left untouched."""
+    tuner = PivotalTuner(G, target, ws_pivot, class_idx, perceptual, cfg)
+    cancelled = run_steps(tuner, callback, cancel, progress, "pivotal tuning")
+    return tuner.result(cancelled)
+
+
+# ----------------------------------------------------------------------------- files
+
+def save_pti_checkpoint(path: str | Path, result: PTIResult, meta: dict | None = None,
+                        class_names: list[str] | None = None) -> Path:
+    """The tuned generator + its pivot as one `.sgxl` (tensor group `pivot`: `ws`, `class`)."""
+    from core.io.checkpoint import save_checkpoint
+
+    meta = {**(meta or {}), "pti": {"steps": result.steps_done, "class": result.class_idx,
+                                    "metrics": result.metrics}}
+    cls = torch.tensor([-1 if result.class_idx is None else result.class_idx], dtype=torch.int64)
+    return save_checkpoint(path, result.generator, meta, class_names=class_names,
+                           extra_tensors={PIVOT_GROUP: {"ws": result.ws.detach().cpu(), "class": cls}})
+
+
+def load_pti_checkpoint(path: str | Path, device: str | torch.device = "cpu"):
+    """(Checkpoint, pivot ws [1, num_ws, w_dim], class index or None) of a checkpoint from `save_pti_checkpoint`."""
+    from core.io.checkpoint import load_checkpoint
+
+    ckpt = load_checkpoint(path, device=device)
+    group = ckpt.extra_tensors.get(PIVOT_GROUP)
+    if not group or "ws" not in group:
+        raise CheckpointError(f"{path} holds no PTI pivot (it is a plain checkpoint, not one written by invert)")
+    cls = int(group["class"][0]) if "class" in group else -1
+    return ckpt, group["ws"].to(device), None if cls < 0 else cls
