@@ -205,7 +205,18 @@ def cmd_convert(args: argparse.Namespace) -> int:
     from core.io.checkpoint import save_checkpoint
     from core.io.official import load_official_checkpoint
 
-    ckpt = load_official_checkpoint(Path(args.pkl))
+    src = Path(args.pkl)
+    if src.suffix == ".sgxl":
+        # Export: keep G_ema, its class names and meta; drop the training state (G_train, D, optimizers).
+        from core.io.checkpoint import load_checkpoint
+
+        ckpt = load_checkpoint(src)
+        dropped = sorted(ckpt.extra_tensors)
+        out = save_checkpoint(args.out, ckpt.generator, ckpt.meta, class_names=ckpt.class_names)
+        note = f" (without the training state: {', '.join(dropped)})" if dropped else ""
+        print(f"wrote {out}, {out.stat().st_size / 2**20:.1f} MB{note}")
+        return 0
+    ckpt = load_official_checkpoint(src)
     out = save_checkpoint(args.out, ckpt.generator, ckpt.meta, class_names=ckpt.class_names)
     print(f"wrote {out}")
     return 0
@@ -217,6 +228,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     if not args.resume and not args.data:
         raise UserInputError("give --data (a dataset made by `sgxl dataset`) or --resume RUN_DIR")
     class_map = parse_int_list(args.class_map, "class map") if args.class_map else None
+    metrics = None
+    if args.metrics:
+        from core.metrics.api import parse_metrics
+
+        parse_metrics(args.metrics)  # bad names fail now, not at the first snapshot
+        metrics = [m.strip() for m in args.metrics.split(",") if m.strip()]
     out = args.out
     if out is None:
         resume = Path(args.resume) if args.resume else None
@@ -226,7 +243,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         resume=args.resume, batch=args.batch, batch_gpu=args.batch_gpu, kimg=args.kimg, snapshot_kimg=args.snap,
         tick_kimg=args.tick, g_lr=args.glr, d_lr=args.dlr, cls_weight=args.cls_weight, class_map=class_map,
         blur_fade_kimg=args.blur_fade_kimg, d_input_size=args.d_input_size, deit_weights=args.deit_weights,
-        mirror=args.mirror, seed=args.seed, device=args.device, progress=not args.no_progress)
+        mirror=args.mirror, seed=args.seed, device=args.device, progress=not args.no_progress,
+        metrics=metrics, metrics_num=args.metrics_num)
     if opts.resume and not opts.data:
         from core.io.checkpoint import load_checkpoint
 
@@ -241,10 +259,69 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_metrics(args: argparse.Namespace) -> int:
+    import json
+
+    from core.data.dataset import ImageDataset
+    from core.metrics.api import compute_metrics, parse_metrics
+
+    parse_metrics(args.metrics)  # bad names fail before the model and data load
+    if args.num < 2:
+        raise UserInputError("--num must be at least 2")
+    ckpt = load_model(args)
+    dataset = ImageDataset(args.data)
+    if ckpt.generator.img_resolution != dataset.resolution:
+        print(f"note: the model makes {ckpt.generator.img_resolution}² images, the dataset holds "
+              f"{dataset.resolution}²; both are resized for the feature network, but compare like with like",
+              file=sys.stderr)
+    report = compute_metrics(ckpt.generator, dataset, args.metrics, num=args.num, num_real=args.num_real,
+                             psi=args.trunc, seed=args.seed, batch=args.batch, per_class=args.per_class,
+                             inception_weights=args.inception_weights, cache_dir=args.cache_dir,
+                             use_cache=not args.no_cache)
+    result = {"checkpoint": args.ckpt or f"preset:{args.preset}", "dataset": str(args.data), **report.to_dict()}
+    rows = [(k, f"{v['value']:.6g}" + (f" ± {v['std']:.2g}" if "std" in v else ""), v["feature_space"])
+            for k, v in result["metrics"].items()]
+    rows += [(f"{k} (class mean)", f"{v['mean']:.6g}", f"{len(v['classes'])} classes")
+             for k, v in result["per_class"].items()]
+    width = max(len(r[0]) for r in rows)
+    vwidth = max(len(r[1]) for r in rows)
+    print(f"{'metric':<{width}}  {'value':<{vwidth}}  feature space")
+    for name, value, space in rows:
+        print(f"{name:<{width}}  {value:<{vwidth}}  {space}")
+    print(f"{report.num_gen} generated vs {report.num_real} dataset images, {report.seconds:.1f} s")
+    if args.out:
+        out = Path(args.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(result, indent=2))
+        print(f"wrote {out}")
+    return 0
+
+
 def cmd_dataset(args: argparse.Namespace) -> int:
     from core.data.dataset_tool import run_dataset_command
 
     return run_dataset_command(args)
+
+
+def cmd_invert(args: argparse.Namespace) -> int:
+    from core.inversion.pipeline import InvertOptions, run_invert
+    from core.inversion.projector import ProjectorConfig
+    from core.inversion.pti import PTIConfig
+
+    if args.steps < 1 or args.pti_steps < 1 or args.metrics_every < 1:
+        raise UserInputError("--steps, --pti-steps and --metrics-every must be at least 1")
+    ckpt = load_model(args)
+    G = ckpt.generator
+    class_idx = resolve_class(args.class_, G.c_dim, ckpt.class_names) if args.class_ is not None else None
+    opts = InvertOptions(
+        image=args.image, out=args.out, class_idx=class_idx,
+        projector=ProjectorConfig(steps=args.steps, w_plus=args.w_plus, lr=args.lr, seed=args.seed,
+                                  preview_every=args.metrics_every),
+        pti=PTIConfig(steps=args.pti_steps, lr=args.pti_lr, seed=args.seed, preview_every=args.metrics_every),
+        vgg16=args.vgg16, lpips=args.lpips, perceptual_size=args.perceptual_size, video=args.video, fps=args.fps,
+        progress=not args.no_progress)
+    run_invert(ckpt, opts)
+    return 0
 
 
 def cmd_explore(args: argparse.Namespace) -> int:
@@ -289,8 +366,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("ckpt")
     p.set_defaults(func=cmd_info)
 
-    p = sub.add_parser("convert", help="convert an official StyleGAN-XL .pkl to our safe .sgxl format")
-    p.add_argument("pkl")
+    p = sub.add_parser("convert", help="convert an official StyleGAN-XL .pkl to our safe .sgxl format "
+                                       "(or export a training snapshot's G_ema alone)")
+    p.add_argument("pkl", metavar="IN", help="official .pkl, or a .sgxl snapshot to export without its training state")
     p.add_argument("--out", required=True, help="output .sgxl path")
     p.set_defaults(func=cmd_convert)
 
@@ -320,13 +398,58 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (logs still go to log.jsonl)")
+    p.add_argument("--metrics", help="metrics at each snapshot, e.g. fd_effnet,kid (see `sgxl metrics`; default none)")
+    p.add_argument("--metrics-num", type=int, default=1000, help="generated images per snapshot metric (default 1000)")
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("metrics", help="FD / KID / precision-recall / IS of a generator against a dataset")
+    add_model_arguments(p)
+    p.add_argument("--data", required=True, help="dataset zip or folder (the real images)")
+    p.add_argument("--metrics", default="fd_effnet,kid,pr",
+                   help="comma separated: fd_effnet, kid, pr, is_effnet (offline, EfficientNet-lite0 features); "
+                   "fid, is, kid_inception, pr_inception (need --inception-weights). Default fd_effnet,kid,pr")
+    p.add_argument("--num", type=int, default=10000, help="generated images (default 10000)")
+    p.add_argument("--num-real", type=int, help="dataset images used (default: all; else a fixed random subset)")
+    p.add_argument("--trunc", type=float, default=1.0, help="truncation psi (default 1: none)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the latents and classes (default 0)")
+    p.add_argument("--batch", type=int, default=32, help="images per forward pass (default 32)")
+    p.add_argument("--per-class", action="store_true", help="also FD per class and its mean over classes")
+    p.add_argument("--inception-weights", help="TorchScript inception-2015-12-05.pt for fid / is "
+                   "(default: $SGXL_INCEPTION_WEIGHTS)")
+    p.add_argument("--cache-dir", help="dataset statistics cache (default: $SGXL_CACHE_DIR or ~/.cache/sgxl/metrics)")
+    p.add_argument("--no-cache", action="store_true", help="neither read nor write cached dataset statistics")
+    p.add_argument("--out", help="write the results as JSON here")
+    p.set_defaults(func=cmd_metrics)
 
     p = sub.add_parser("dataset", help="build a training dataset from a folder of images, or --preset noto-emoji")
     from core.data.dataset_tool import add_dataset_arguments
 
     add_dataset_arguments(p)
     p.set_defaults(func=cmd_dataset)
+
+    p = sub.add_parser("invert", help="invert a photo: projection into W, then pivotal tuning (PTI)")
+    add_model_arguments(p)
+    p.add_argument("--image", required=True, help="the photo (any format Pillow reads; centre square is used)")
+    p.add_argument("--class", dest="class_", help="class index or name (default: predicted for ImageNet models, "
+                   "else 0)")
+    p.add_argument("--steps", type=int, default=1000, help="projection steps (default 1000)")
+    p.add_argument("--pti-steps", type=int, default=350, help="pivotal tuning steps (default 350)")
+    p.add_argument("--w-plus", action="store_true", help="optimise one w per layer (W+) instead of one w")
+    p.add_argument("--lr", type=float, default=0.1, help="projection learning rate (default 0.1)")
+    p.add_argument("--pti-lr", type=float, default=3e-4, help="PTI learning rate (default 3e-4)")
+    p.add_argument("--vgg16", help="VGG16 weights (torchvision state dict) for a VGG perceptual distance "
+                   "(default: $SGXL_VGG16_WEIGHTS; without: EfficientNet-lite0 features)")
+    p.add_argument("--lpips", help="LPIPS v0.1 VGG linear weights (default: $SGXL_LPIPS_WEIGHTS); with --vgg16 "
+                   "this makes the distance real LPIPS")
+    p.add_argument("--perceptual-size", type=int, help="resize images to this before the perceptual network "
+                   "(default: 224 for EfficientNet, native up to 256 for VGG)")
+    p.add_argument("--metrics-every", type=int, default=1, help="PSNR / SSIM / perceptual every N steps (default 1)")
+    p.add_argument("--video", action="store_true", help="also write progress.mp4 of the optimisation")
+    p.add_argument("--fps", type=int, default=30)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default="out/invert", help="output folder (default out/invert)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_invert)
 
     p = sub.add_parser("explore", help="open the interactive explorer")
     p.add_argument("ckpt", nargs="?", help="checkpoint to open (default: the bundled demo)")

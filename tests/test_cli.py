@@ -100,3 +100,22 @@ def test_generate_with_builtin_preset(tmp_path: Path) -> None:
     out = tmp_path / "p.png"
     assert main(["generate", "--preset", "tiny", "--res", "16", "--seeds", "0", "--out", str(out)]) == 0
     assert np.asarray(Image.open(out)).shape == (16, 16, 3)
+
+
+def test_convert_exports_a_snapshot_without_its_training_state(tmp_path: Path) -> None:
+    G = make_tiny_generator(16)
+    extra = {"D": {"w": torch.randn(64, 64)}, "opt_G": {"m": torch.randn(64, 64)}}
+    snap = save_checkpoint(tmp_path / "snap.sgxl", G, {"kimg": 7.5}, class_names=NAMES, extra_tensors=extra)
+    out = tmp_path / "export.sgxl"
+    assert main(["convert", str(snap), "--out", str(out)]) == 0
+    ck = load_checkpoint(out)
+    assert ck.extra_tensors == {} and ck.class_names == NAMES and ck.meta["kimg"] == 7.5
+    assert out.stat().st_size < snap.stat().st_size
+    for k, v in G.state_dict().items():
+        assert torch.equal(ck.generator.state_dict()[k], v), k
+
+
+def test_train_rejects_a_too_small_discriminator_input(tmp_path: Path, capsys) -> None:
+    assert main(["train", "--data", str(tmp_path / "none.zip"), "--d-input-size", "32", "--out",
+                 str(tmp_path / "run")]) == 2
+    assert "--d-input-size 32 is too small" in capsys.readouterr().err

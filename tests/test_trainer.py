@@ -62,6 +62,14 @@ def test_end_to_end_writes_snapshots_samples_and_log(tmp_path: Path, effnet) -> 
     changed = [k for k, v in trainer.G.state_dict().items() if not torch.equal(v, g_before[k])]
     assert any(k.endswith(".weight") for k in changed)  # G trained
     assert not torch.equal(ckpt.generator.mapping.fc0.weight, trainer.G.mapping.fc0.weight)  # EMA differs from G
+    # The same numbers reach TensorBoard when it is installed (a test dependency).
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(run / "tensorboard"))
+    events.Reload()
+    d_loss = events.Scalars("D_loss")
+    assert [e.step for e in d_loss] == [4, 8, 12, 16]
+    assert [round(e.value, 4) for e in d_loss] == [round(r["D_loss"], 4) for r in ticks]
 
 
 def test_resume_continues_exactly(tmp_path: Path, effnet) -> None:

@@ -44,6 +44,8 @@ class TrainOptions:
     seed: int = 0
     device: str = "auto"
     progress: bool = True
+    metrics: list[str] | None = None  # computed at each snapshot, e.g. ["fd_effnet"]
+    metrics_num: int = 1000
 
 
 def init_distributed(device: str) -> torch.device:
@@ -83,16 +85,24 @@ def classifier_guidance(opts: TrainOptions, c_dim: int, device: torch.device) ->
     return ClassifierGuidance(ImageNetClassifier(device=device), opts.class_map).to(device)
 
 
+MIN_D_INPUT_SIZE = 64
+
+
 def run_training(opts: TrainOptions) -> Path | None:
     from core.data.dataset import ImageDataset
 
+    if opts.d_input_size < MIN_D_INPUT_SIZE:
+        # Below 64 the deepest EfficientNet feature maps get smaller than the discriminator heads' kernels.
+        raise UserInputError(f"--d-input-size {opts.d_input_size} is too small for the feature network; "
+                             f"use {MIN_D_INPUT_SIZE} or more (224 = the paper's setting)")
     device = init_distributed(opts.device)
     dataset = ImageDataset(opts.data)
     loss_cfg = LossConfig(cls_weight=opts.cls_weight, blur_fade_kimg=opts.blur_fade_kimg)
     stage_kimg = 10.0 if opts.kimg is None else opts.kimg
     cfg = TrainConfig(batch=opts.batch, batch_gpu=opts.batch_gpu, kimg=stage_kimg, snapshot_kimg=opts.snapshot_kimg,
                       tick_kimg=opts.tick_kimg, g_lr=opts.g_lr, d_lr=opts.d_lr, seed=opts.seed, mirror=opts.mirror,
-                      loss=loss_cfg, disc=DiscriminatorConfig(input_size=opts.d_input_size))
+                      loss=loss_cfg, disc=DiscriminatorConfig(input_size=opts.d_input_size),
+                      metrics=list(opts.metrics or []), metrics_num=opts.metrics_num)
     resume_ckpt = None
     if opts.resume:
         path = Path(opts.resume)
@@ -101,8 +111,10 @@ def run_training(opts: TrainOptions) -> Path | None:
         if saved is None:
             raise UserInputError(f"{path} is not a training snapshot (no training state); use --grow-from instead")
         cfg = TrainConfig.from_dict(saved)
-        if opts.kimg is not None:  # the only setting a resume may change: how far to go
+        if opts.kimg is not None:  # the only settings a resume may change: how far to go, what to measure
             cfg.kimg = opts.kimg
+        if opts.metrics is not None:
+            cfg.metrics, cfg.metrics_num = list(opts.metrics), opts.metrics_num
         G = Generator(resume_ckpt.config)
         class_names = resume_ckpt.class_names
     else:

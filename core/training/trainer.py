@@ -62,6 +62,8 @@ class TrainConfig:
     sample_seeds: int = 4  # samples per class in the snapshot grid
     sample_classes: int = 8
     mixed_precision: bool = True  # bf16 autocast on CUDA only
+    metrics: list[str] = field(default_factory=list)  # computed at each snapshot (core.metrics), e.g. ["fd_effnet"]
+    metrics_num: int = 1000  # generated images per snapshot metric
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -110,6 +112,7 @@ class Trainer:
         self.cfg, self.dataset, self.run_dir = cfg, dataset, Path(run_dir)
         self.class_names = class_names or getattr(dataset, "class_names", None)
         self.metrics_fn = metrics_fn
+        self._metric_extractors: dict = {}  # feature networks of cfg.metrics, loaded at the first snapshot
         self.state = state or TrainState()
         if G.img_resolution != dataset.resolution:
             raise TrainingError(f"the generator makes {G.img_resolution}² images but the dataset is "
@@ -293,6 +296,24 @@ class Trainer:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         with open(self.run_dir / "log.jsonl", "a") as f:
             f.write(json.dumps({"time": time.time(), **record}) + "\n")
+        self._tensorboard(record)
+
+    def _tensorboard(self, record: dict) -> None:
+        """Numbers of each log record also go to TensorBoard (run_dir/tensorboard) when it is installed."""
+        if not hasattr(self, "_tb"):
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+
+                self._tb = SummaryWriter(str(self.run_dir / "tensorboard"))
+            except ImportError:  # the `tensorboard` package is optional; log.jsonl has everything
+                self._tb = None
+        if self._tb is None or "kimg" not in record:
+            return
+        step = int(round(float(record["kimg"]) * 1000))
+        for key, value in record.items():
+            if key not in ("kimg", "step", "time") and isinstance(value, (int, float)) and not isinstance(value, bool):
+                self._tb.add_scalar(key, value, step)
+        self._tb.flush()
 
     def sample_grid(self) -> np.ndarray:
         from core.sampling import image_grid, to_uint8, ws_from_seeds
@@ -305,6 +326,16 @@ class Trainer:
                 rows.append(to_uint8(self.G_ema.synthesis(ws)))
         return image_grid(np.concatenate(rows), cols=self.cfg.sample_seeds)
 
+    def _snapshot_metrics(self) -> dict:
+        """cfg.metrics of G_ema (the same `compute_metrics` as `sgxl metrics`); {} when none are configured."""
+        if not self.cfg.metrics:
+            return {}
+        from core.metrics.api import compute_metrics
+
+        report = compute_metrics(self.G_ema, self.dataset, self.cfg.metrics, num=self.cfg.metrics_num,
+                                 device=self.device, progress=False, extractors=self._metric_extractors)
+        return report.flat()
+
     def save_snapshot(self, final: bool = False) -> Path | None:
         if self.rank != 0:
             return None
@@ -314,7 +345,9 @@ class Trainer:
         samples = self.run_dir / "samples"
         samples.mkdir(parents=True, exist_ok=True)
         Image.fromarray(self.sample_grid()).save(samples / f"fakes{int(round(kimg * 1000)):09d}.png")
-        metrics = self.metrics_fn(self.G_ema) if self.metrics_fn else {}
+        metrics = self.metrics_fn(self.G_ema) if self.metrics_fn else self._snapshot_metrics()
+        if metrics:
+            self.log({"event": "metrics", "kimg": kimg, **metrics})
         meta = {"kimg": kimg, "stage": self.G.stage, "resolution": self.G.img_resolution,
                 "dataset": str(getattr(self.dataset, "path", "")),
                 "train_state": asdict(self.state), "train_config": self.cfg.to_dict(), "metrics": metrics,
@@ -366,8 +399,11 @@ class Trainer:
             n = min(len(self.dataset), 32)
             reals = np.stack([np.asarray(self.dataset[i][0]).transpose(1, 2, 0) for i in range(n)])
             Image.fromarray(image_grid(reals, cols=8)).save(self.run_dir / "samples" / "reals.png")
-            self.log({"event": "start", "config": cfg.to_dict(), "resolution": self.G.img_resolution,
-                      "stage": self.G.stage, "num_images": len(self.dataset), "world_size": self.world_size})
+        # Logged at every (re)start, so a reader of the log alone knows the target of each leg
+        # (a resume or a grown stage changes cfg.kimg); "start_kimg" is where this leg begins.
+        self.log({"event": "start", "start_kimg": self.state.cur_nimg / 1e3, "config": cfg.to_dict(),
+                  "resolution": self.G.img_resolution, "stage": self.G.stage, "num_images": len(self.dataset),
+                  "world_size": self.world_size})
         previous = signal.getsignal(signal.SIGINT)
         try:  # Ctrl-C / SIGTERM finish the current step, then write a final snapshot
             signal.signal(signal.SIGINT, self.request_stop)
