@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 from collections import OrderedDict
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -28,7 +29,7 @@ from kernels import reference
 from kernels.reference import Padding, parse_padding, parse_scaling
 
 _CACHE_MAX = 256
-_matrix_cache: OrderedDict[tuple, torch.Tensor] = OrderedDict()
+_matrix_cache: OrderedDict[tuple, AxisResampler] = OrderedDict()
 
 
 def resample_matrix(n_in: int, f: np.ndarray | None, up: int, down: int, pad0: int, pad1: int,
@@ -50,27 +51,70 @@ def resample_matrix(n_in: int, f: np.ndarray | None, up: int, down: int, pad0: i
     return m
 
 
-def _matrix(n_in: int, f: torch.Tensor | None, up: int, down: int, pad0: int, pad1: int, flip_filter: bool,
-            gain: float, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+@dataclass(frozen=True)
+class AxisResampler:
+    """One axis of `upfirdn2d` as a matrix, stored dense or as diagonal blocks of its band.
+
+    For long axes (the 4x-upsampled layers of high-resolution stages) a dense matmul would multiply
+    mostly zeros: each output sample needs only about `taps / up` inputs. Splitting the outputs into
+    blocks of `BLOCK` samples, each with the window of inputs it depends on, keeps the BLAS speed and
+    cuts the wasted work to the overlap between windows.
+    """
+
+    n_in: int
+    n_out: int
+    dense: torch.Tensor  # [n_in, n_out]
+    blocks: tuple[tuple[int, int, int, int, torch.Tensor], ...]  # (o0, o1, r0, r1, M[r0:r1, o0:o1]); () = dense
+
+    def along_x(self, x: torch.Tensor) -> torch.Tensor:
+        """[N, C, H, n_in] -> [N, C, H, n_out]."""
+        if not self.blocks:
+            return x @ self.dense
+        return torch.cat([x[..., r0:r1] @ m for _, _, r0, r1, m in self.blocks], dim=-1)
+
+    def along_y(self, x: torch.Tensor) -> torch.Tensor:
+        """[N, C, n_in, W] -> [N, C, n_out, W]."""
+        if not self.blocks:
+            return self.dense.t() @ x
+        return torch.cat([m.t() @ x[..., r0:r1, :] for _, _, r0, r1, m in self.blocks], dim=-2)
+
+
+BLOCK = 16  # output samples per block of a banded axis
+DENSE_MAX_IN = 64  # axes with at most this many inputs stay one dense matmul
+
+
+def _band_blocks(m: np.ndarray) -> list[tuple[int, int, int, int]]:
+    n_in, n_out = m.shape
+    nz = m != 0
+    blocks = []
+    for o0 in range(0, n_out, BLOCK):
+        o1 = min(o0 + BLOCK, n_out)
+        rows = np.flatnonzero(nz[:, o0:o1].any(axis=1))
+        r0, r1 = (int(rows[0]), int(rows[-1]) + 1) if len(rows) else (0, 1)
+        blocks.append((o0, o1, r0, r1))
+    return blocks
+
+
+def _resampler(n_in: int, f: torch.Tensor | None, up: int, down: int, pad0: int, pad1: int, flip_filter: bool,
+               gain: float, dtype: torch.dtype, device: torch.device) -> AxisResampler:
     taps = None if f is None else tuple(float(v) for v in f.detach().cpu().tolist())
     key = (n_in, taps, up, down, pad0, pad1, flip_filter, gain, dtype, device)
-    m = _matrix_cache.get(key)
-    if m is None:
-        m = torch.from_numpy(resample_matrix(n_in, taps, up, down, pad0, pad1, flip_filter, gain)).to(device, dtype)
-        _matrix_cache[key] = m
+    r = _matrix_cache.get(key)
+    if r is None:
+        m = resample_matrix(n_in, taps, up, down, pad0, pad1, flip_filter, gain)
+        dense = torch.from_numpy(m).to(device, dtype)
+        blocks: tuple = ()
+        if n_in > DENSE_MAX_IN:
+            spans = _band_blocks(m)
+            if sum(r1 - r0 for _, _, r0, r1 in spans) < 0.5 * len(spans) * n_in:  # worth it: < half the work
+                blocks = tuple((o0, o1, r0, r1, dense[r0:r1, o0:o1].contiguous()) for o0, o1, r0, r1 in spans)
+        r = AxisResampler(n_in, m.shape[1], dense, blocks)
+        _matrix_cache[key] = r
         if len(_matrix_cache) > _CACHE_MAX:
             _matrix_cache.popitem(last=False)
     else:
         _matrix_cache.move_to_end(key)
-    return m
-
-
-def _resample_x(x: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
-    return x @ m  # [N, C, H, W_in] @ [W_in, W_out] -> [N, C, H, W_out]
-
-
-def _resample_y(x: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
-    return m.t() @ x  # [H_out, H_in] @ [N, C, H_in, W] -> [N, C, H_out, W]
+    return r
 
 
 def supports(x: torch.Tensor) -> bool:
@@ -90,14 +134,14 @@ def upfirdn2d(x: torch.Tensor, f: torch.Tensor | None, up: int | Sequence[int] =
     px0, px1, py0, py1 = parse_padding(padding)
     axis_gain = math.sqrt(gain) if f is not None else 1.0  # the reference spreads the gain over both passes
     _, _, h, w = x.shape
-    mx = _matrix(w, f, upx, downx, px0, px1, flip_filter, axis_gain, x.dtype, x.device)
-    my = _matrix(h, f, upy, downy, py0, py1, flip_filter, axis_gain, x.dtype, x.device)
+    rx = _resampler(w, f, upx, downx, px0, px1, flip_filter, axis_gain, x.dtype, x.device)
+    ry = _resampler(h, f, upy, downy, py0, py1, flip_filter, axis_gain, x.dtype, x.device)
     if f is None and gain != 1:
         x = x * gain
     # Do the axis that shrinks the data most first (fewer multiplies in the second pass).
-    if my.shape[1] / my.shape[0] < mx.shape[1] / mx.shape[0]:
-        return _resample_x(_resample_y(x, my), mx)
-    return _resample_y(_resample_x(x, mx), my)
+    if ry.n_out / ry.n_in < rx.n_out / rx.n_in:
+        return rx.along_x(ry.along_y(x))
+    return ry.along_y(rx.along_x(x))
 
 
 def filtered_lrelu(x: torch.Tensor, fu: torch.Tensor | None = None, fd: torch.Tensor | None = None,

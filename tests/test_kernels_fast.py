@@ -133,3 +133,18 @@ def test_generator_image_same_with_both_backends(monkeypatch: pytest.MonkeyPatch
         monkeypatch.setenv("SGXL_KERNELS", "fir_matmul")
         got = G(z, c)
     assert (got - want).abs().max() < 1e-4  # images in [-1, 1]: far below one uint8 level (0.0078)
+
+
+@pytest.mark.parametrize("n,up,down,taps", [(150, 4, 2, 24), (200, 1, 2, 12), (97, 2, 1, 12)])
+def test_long_axes_use_band_blocks_and_match_reference(n: int, up: int, down: int, taps: int) -> None:
+    """Axes longer than DENSE_MAX_IN run as diagonal blocks of the band; values and gradients unchanged."""
+    f = torch.rand(taps, dtype=torch.float64)
+    r = fir_matmul._resampler(n, f, up, down, 7, 6, False, 1.0, torch.float64, torch.device("cpu"))
+    assert r.blocks and sum(r1 - r0 for _, _, r0, r1, _ in r.blocks) < len(r.blocks) * n / 2
+    x = torch.randn(1, 2, n, n // 3, dtype=torch.float64, requires_grad=True)
+    kw = dict(up=[1, up], down=[1, down], padding=[0, 0, 7, 6])
+    want = reference.upfirdn2d(x, f, **kw)
+    got = fir_matmul.upfirdn2d(x, f, **kw)
+    _close(got, want, 1e-12)
+    g = torch.randn_like(want)
+    _close(torch.autograd.grad(got, x, g)[0], torch.autograd.grad(want, x, g)[0], 1e-12)
