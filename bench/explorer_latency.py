@@ -85,6 +85,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--res", type=int, default=64)
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--fps", type=int, default=60, help="the explorer's frame cap (default 60, as shipped)")
+    p.add_argument("--ckpt", help="checkpoint to open (default: a random 'tiny' generator at --res), e.g. "
+                   "assets/demo.sgxl")
     a = p.parse_args(argv)
     for tool in ("Xvfb", "xdotool"):
         if shutil.which(tool) is None:
@@ -92,9 +94,12 @@ def main(argv: list[str] | None = None) -> int:
             return 0
 
     work = Path(tempfile.mkdtemp(prefix="sgxl-latency-"))
-    torch.manual_seed(0)
-    G = Generator(preset_config("tiny", a.res, c_dim=5)).eval()
-    ckpt = save_checkpoint(work / f"tiny{a.res}.sgxl", G, {"kimg": 0})
+    if a.ckpt:
+        ckpt = Path(a.ckpt).resolve()
+    else:
+        torch.manual_seed(0)
+        G = Generator(preset_config("tiny", a.res, c_dim=5)).eval()
+        ckpt = save_checkpoint(work / f"tiny{a.res}.sgxl", G, {"kimg": 0})
     xvfb, display = start_xvfb()
     state = work / "state.json"
     env = dict(os.environ, DISPLAY=display, PYTHONPATH=str(REPO))

@@ -36,6 +36,7 @@ from core.errors import SGXLError
 from explorer.panels.capture import CapturePanel
 from explorer.panels.checkpoint import CheckpointPanel
 from explorer.panels.classes import ClassPanel
+from explorer.panels.invert import InvertPanel
 from explorer.panels.latent import LatentPanel
 from explorer.panels.layers import LayersPanel
 from explorer.panels.perf import PerfPanel
@@ -135,8 +136,10 @@ class Explorer:
         self.perf_panel = PerfPanel(self)
         self.capture_panel = CapturePanel(self)
         self.train_panel = TrainPanel(self)
+        self.invert_panel = InvertPanel(self)
         self.left_panels = [self.checkpoint_panel, self.latent_panel, self.mix_panel, self.transform_panel,
-                            self.layers_panel, self.perf_panel, self.capture_panel, self.train_panel]
+                            self.layers_panel, self.perf_panel, self.capture_panel, self.train_panel,
+                            self.invert_panel]
         self.right_panels = [self.class_panel]
         self.panels = self.left_panels + self.right_panels
 
@@ -399,6 +402,7 @@ class Explorer:
                 "latent_header": self.rect(f"{self.latent_panel.key}.header"),
             },
             "train": self.train_panel.test_state(),
+            "invert": self.invert_panel.test_state(),
         }
 
     def write_test_state(self) -> None:
@@ -438,6 +442,7 @@ class Explorer:
                 if exit_after is not None and now - start > exit_after:
                     break
         finally:
+            self.invert_panel.close()  # an inversion nobody will load is not left running
             self.renderer.close()
             dpg.destroy_context()
         return 0

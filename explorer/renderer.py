@@ -49,6 +49,7 @@ class RenderSettings:
     layer: str = ""  # "" = the output image; "input" or a synthesis layer name = show its activations
     channel: int = 0  # first channel shown (channels c, c+1, c+2 as RGB)
     layer_view: str = "channels"  # "channels" or "fft" (log magnitude of the 2-D FFT)
+    latent: str = ""  # name of ws registered with `Renderer.register_latent`, used instead of `seeds` when set
 
     @classmethod
     def single(cls, seed: int, class_idx: int | None, psi: float = 1.0, ckpt: str = "") -> RenderSettings:
@@ -64,7 +65,7 @@ class RenderSettings:
         """True when this is exactly one seed, one class (or none), no mixing, no transform, no layer view."""
         one_class = len(self.classes) <= 1 and all(w == 1.0 for _, w in self.classes)
         return (len(self.seeds) == 1 and self.seeds[0][1] == 1.0 and one_class and not self.mix_layers
-                and self.transform_is_identity and not self.layer)
+                and self.transform_is_identity and not self.layer and not self.latent)
 
     @property
     def transform_is_identity(self) -> bool:
@@ -179,6 +180,14 @@ class _Model:
     info: ModelInfo
 
 
+@dataclass(frozen=True)
+class Latent:
+    """Registered ws (e.g. an inverted photo) and the class it lives in (None: unconditional)."""
+
+    ws: torch.Tensor  # [1, num_ws, w_dim] on the CPU
+    class_idx: int | None
+
+
 @dataclass
 class _Job:
     kind: str  # "load" | "frame" | "thumbs"
@@ -224,6 +233,7 @@ class Renderer:
         self._frame: Frame | None = None  # newest finished frame not yet taken by the UI
         self._thumbs: Thumbnails | None = None
         self._events: list[tuple[str, object]] = []
+        self._latents: dict[str, Latent] = {}
         self.stats = {"renders": 0, "cache_hits": 0, "dropped": 0, "stale": 0, "last_render_ms": 0.0}
         self._stop = False
         self._working = False
@@ -285,6 +295,32 @@ class Renderer:
             self._pending.pop("thumbs", None)
         return info
 
+    def register_latent(self, name: str, ws: torch.Tensor, class_idx: int | None = None) -> None:
+        """Make `ws` [1, num_ws, w_dim] renderable as `RenderSettings(latent=name)`.
+
+        Re-registering a name drops the frames cached for its old ws (the name is part of the cache key).
+        """
+        if not name:
+            raise ValueError("a latent needs a non-empty name")
+        if ws.dim() != 3 or ws.shape[0] != 1:
+            raise UserInputError(f"a latent must be ws of shape [1, num_ws, w_dim], got {tuple(ws.shape)}")
+        with self._lock:
+            self._latents[name] = Latent(ws.detach().to("cpu", torch.float32).clone(), class_idx)
+            for key in [k for k in self._cache if k[1].latent == name]:
+                self._cache_used -= self._cache.pop(key).rgb.nbytes
+
+    def latent(self, name: str) -> Latent | None:
+        with self._lock:
+            return self._latents.get(name)
+
+    def latent_fits(self, name: str, info: ModelInfo | None = None) -> bool:
+        """Can the model (`info`, default the loaded one) render this latent: same ws shape, its class exists?"""
+        lat, info = self.latent(name), info or self.info
+        if lat is None or info is None:
+            return False
+        cls_ok = lat.class_idx is None if info.c_dim == 0 else (lat.class_idx or 0) < info.c_dim
+        return tuple(lat.ws.shape[1:]) == (info.num_ws, info.w_dim) and cls_ok
+
     def load_async(self, path: str | Path, device: str | None = None) -> None:
         """Load on the worker thread; `poll_events()` later yields ("loaded", info) or ("error", message)."""
         self._submit(_Job("load", self._generation, (str(path), device)))
@@ -319,7 +355,7 @@ class Renderer:
             if should_stop is not None and should_stop():
                 return None
             chunk = classes[start:start + batch]
-            ws = torch.cat([ws_for(G, settings.seeds, ((c, 1.0),), settings.psi, dev) for c in chunk])
+            ws = torch.cat([self._base_ws(G, settings, ((c, 1.0),), dev) for c in chunk])
             transform = input_transform(settings.translate, settings.rotate)
             img = G.synthesis(ws, transform=transform)  # [n, 3, R, R]
             if img.shape[-1] > self.thumb_size:
@@ -332,8 +368,8 @@ class Renderer:
 
     def thumb_key(self, settings: RenderSettings, classes: tuple[int, ...]) -> tuple:
         info = self.info
-        return (info.key if info else "", settings.seeds, settings.psi, settings.translate, settings.rotate,
-                tuple(classes))
+        return (info.key if info else "", settings.seeds, settings.latent, settings.psi, settings.translate,
+                settings.rotate, tuple(classes))
 
     # ------------------------------------------------------------------ asynchronous API (UI thread)
 
@@ -499,7 +535,7 @@ class Renderer:
     def _render_tensor(self, G: torch.nn.Module, s: RenderSettings) -> torch.Tensor:
         dev = next(G.parameters()).device
         _validate(G, s)
-        ws = ws_for(G, s.seeds, s.classes, s.psi, dev)  # [1, num_ws, w_dim]
+        ws = self._base_ws(G, s, s.classes, dev)  # [1, num_ws, w_dim]
         if s.mix_layers and s.mix_seed is not None:
             ws_b = ws_for(G, ((s.mix_seed, 1.0),), s.mix_classes or s.classes, s.psi, dev)
             ws = style_mix(ws, ws_b, s.mix_layers)
@@ -510,6 +546,19 @@ class Renderer:
             if name == s.layer:
                 return layer_image(x, s.channel, s.layer_view)
         raise UserInputError(f"this model has no layer {s.layer!r}")
+
+    def _base_ws(self, G: torch.nn.Module, s: RenderSettings, classes: Weights, dev: torch.device | str
+                 ) -> torch.Tensor:
+        """[1, num_ws, w_dim] before style mixing: the seed blend, or the registered latent moved to `classes`."""
+        if not s.latent:
+            return ws_for(G, s.seeds, classes, s.psi, dev)
+        lat = self.latent(s.latent)
+        if lat is None:
+            raise UserInputError(f"no latent {s.latent!r} is registered")
+        if tuple(lat.ws.shape[1:]) != (G.num_ws, G.w_dim):
+            raise UserInputError(f"the latent {s.latent!r} has ws of shape {tuple(lat.ws.shape[1:])}, this model "
+                                 f"needs ({G.num_ws}, {G.w_dim})")
+        return latent_ws(G, lat, classes, s.psi, dev)
 
     @staticmethod
     def _to_host_rgb(img: torch.Tensor) -> np.ndarray:
@@ -556,7 +605,7 @@ class Renderer:
 
 
 def _validate(G: torch.nn.Module, s: RenderSettings) -> None:
-    if not s.seeds:
+    if not s.seeds and not s.latent:
         raise UserInputError("no seed given")
     for seed, _ in s.seeds + (((s.mix_seed, 1.0),) if s.mix_seed is not None else ()):
         if not 0 <= seed <= MAX_SEED:
@@ -598,3 +647,26 @@ def ws_for(G: torch.nn.Module, seeds: Weights, classes: Weights, psi: float, dev
     ws = truncate(G, G.mapping(z, c), c, psi)  # [S, num_ws, w_dim]
     weights = torch.tensor([w for _, w in seeds], dtype=torch.float32, device=ws.device)
     return (ws * weights[:, None, None]).sum(dim=0, keepdim=True)  # [1, num_ws, w_dim]
+
+
+def latent_ws(G: torch.nn.Module, lat: Latent, classes: Weights, psi: float, device: torch.device | str
+              ) -> torch.Tensor:
+    """A registered latent in the class blend `classes`, truncated by `psi`: [1, num_ws, w_dim].
+
+    Class change by offset transfer (core/inversion/edit.py `class_swap`): w - w_avg[src] + c @ w_avg, so
+    the latent keeps what it adds to its own class's typical image; then truncation toward c @ w_avg,
+    the same centre the seed path truncates to. In its own class at psi = 1 this is the latent itself.
+    """
+    ws = lat.ws.to(device)
+    w_avg = G.mapping.w_avg
+    if G.c_dim == 0:
+        centre = w_avg  # [w_dim]
+    else:
+        c = class_vector(G, classes, 1, device)[0]  # [c_dim]
+        centre = c @ w_avg  # [w_dim]
+        src = lat.class_idx if lat.class_idx is not None else 0
+        if not (len(classes) == 1 and classes[0] == (src, 1.0)):  # exactly its own class: no arithmetic at all
+            ws = ws - w_avg[src] + centre
+    if psi != 1.0:
+        ws = centre + (ws - centre) * psi  # core.sampling.truncate's arithmetic
+    return ws

@@ -24,6 +24,7 @@ class ExplorerState:
     animate: bool = False
     anim_speed: float = 0.25  # interpolation round trips per second
     psi: float = 1.0
+    latent: str = ""  # a latent registered in the renderer (an inverted photo) instead of the seeds; "" = seeds
     # Class (selected class, blend toward a second class).
     class_idx: int = 0
     class_b: int = 0
@@ -81,7 +82,8 @@ class ExplorerState:
             mix_classes = ((self.mix_class, 1.0),)
         return RenderSettings(
             ckpt=info.key if info else "",
-            seeds=self.seed_weights(),
+            seeds=() if self.latent else self.seed_weights(),
+            latent=self.latent,
             classes=self.class_weights(info),
             psi=float(self.psi),
             mix_seed=int(self.mix_seed) if mixing else None,

@@ -77,6 +77,7 @@ class LatentPanel(Panel):
         self.set_seed(int(value))
 
     def set_seed(self, seed: int) -> None:
+        self.state.latent = ""  # a seed edit switches from an inverted photo back to the seeds
         self.state.seed = min(max(int(seed), 0), MAX_SEED)
         dpg.set_value(self.tag("seed_input"), min(self.state.seed, 2**31 - 1))
         dpg.set_value(self.tag("seed"), min(self.state.seed, SEED_SLIDER_MAX))
@@ -85,6 +86,7 @@ class LatentPanel(Panel):
         self.set_offset(float(value[0]), float(value[1]))
 
     def set_offset(self, x: float, y: float) -> None:
+        self.state.latent = ""
         self.state.offset = (x, y)
         dpg.set_value(self.tag("offset"), [x, y])
 
@@ -98,9 +100,11 @@ class LatentPanel(Panel):
         self.set_offset(0.0, 0.0)
 
     def _on_seed_b(self, sender, value, user_data=None) -> None:
+        self.state.latent = ""
         self.state.seed_b = min(max(int(value), 0), MAX_SEED)
 
     def _on_lerp(self, sender, value, user_data=None) -> None:
+        self.state.latent = ""
         self.state.lerp_t = float(value)
 
     def _on_animate(self, sender, value, user_data=None) -> None:
