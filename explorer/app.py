@@ -211,6 +211,9 @@ class Explorer:
         self._loading = None
         self._requested = None
         self.state.reset_for_model(info)
+        # Panels that tick before the next settings refresh (class thumbnails) must not send the old
+        # model's settings to the new model: the renderer would refuse them as another checkpoint's.
+        self.current_settings = self.state.settings(info)
         for panel in self.panels:
             panel.on_model(info)
         classes = f"{info.c_dim} classes" if info.c_dim else "unconditional"
