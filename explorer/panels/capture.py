@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import dearpygui.dearpygui as dpg
@@ -12,11 +13,16 @@ from explorer.renderer import RenderSettings
 
 
 def capture_name(s: RenderSettings) -> str:
-    seed = s.seeds[0][0] if len(s.seeds) == 1 else "blend" + "-".join(str(x) for x, _ in s.seeds[:2])
+    if s.latent:  # an inverted photo: its latent's name, made safe for a file name
+        head = "latent-" + re.sub(r"[^\w.-]+", "_", s.latent)
+    elif len(s.seeds) == 1:
+        head = f"seed{s.seeds[0][0]}"
+    else:
+        head = "seedblend" + "-".join(str(x) for x, _ in s.seeds[:2])
     cls = "" if not s.classes else (f"-class{s.classes[0][0]}" if len(s.classes) == 1 else "-classblend")
     extra = "-mix" if s.mix_layers else ""
     extra += f"-{s.layer}-{s.layer_view}{s.channel}" if s.layer else ""
-    return f"seed{seed}{cls}-psi{s.psi:.2f}{extra}"
+    return f"{head}{cls}-psi{s.psi:.2f}{extra}"
 
 
 class CapturePanel(Panel):

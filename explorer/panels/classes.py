@@ -61,7 +61,7 @@ class ClassPanel(Panel):
         dpg.add_input_text(tag=self.tag("filter"), hint="search classes", width=-1, callback=self._on_filter)
         with dpg.child_window(tag=self.tag("list"), height=LIST_HEIGHT, width=-1):
             pass
-        dpg.add_text("Current seed in each class (click to pick):", color=(170, 170, 170))
+        dpg.add_text("The current image in each class (click to pick):", color=(170, 170, 170))
         dpg.add_drawlist(GRID_COLS * CELL, CELL, tag=self.tag("grid"))
         dpg.bind_item_handler_registry(self.tag("grid"), self.tag("grid_handlers"))
         dpg.add_separator()

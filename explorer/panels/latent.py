@@ -31,7 +31,7 @@ class LatentPanel(Panel):
         super().__init__(app)
         self._drag_from: tuple[float, float] | None = None
         self._anim_start = 0.0
-        self._drawn: tuple | None = None  # (offset, seed weights) the pad was last drawn for
+        self._drawn: tuple | None = None  # (offset, seed weights, latent) the pad was last drawn for
 
     def build_root(self) -> None:
         with dpg.handler_registry(tag=self.tag("mouse")):
@@ -152,7 +152,7 @@ class LatentPanel(Panel):
             phase = 2 * math.pi * self.state.anim_speed * (now - self._anim_start)
             self.state.lerp_t = 0.5 - 0.5 * math.cos(phase)  # ping-pong 0 -> 1 -> 0
             dpg.set_value(self.tag("lerp_t"), self.state.lerp_t)
-        if self._drawn != (self.state.offset, self.state.seed_weights()):
+        if self._drawn != (self.state.offset, self.state.seed_weights(), self.state.latent):
             self._draw_pad()
 
     def _draw_pad(self) -> None:
@@ -173,6 +173,9 @@ class LatentPanel(Panel):
                 dpg.draw_line((0, gy), (PAD_SIZE, gy), color=(70, 70, 80), parent=pad)
         dpg.draw_circle((c, c), 5, color=(255, 200, 60), fill=(255, 200, 60), parent=pad)
         weights = self.state.seed_weights()
-        self._drawn = (self.state.offset, weights)
+        self._drawn = (self.state.offset, weights, self.state.latent)
+        if self.state.latent:  # an inverted photo is shown; any seed edit switches back to seeds
+            dpg.set_value(self.tag("blend"), f"showing latent {self.state.latent!r} (edit a seed to leave it)")
+            return
         blend = ", ".join(f"{s} x{w:.2f}" for s, w in weights[:5])
         dpg.set_value(self.tag("blend"), f"seeds: {blend}")
