@@ -277,3 +277,13 @@ def test_cuda_frame_path_matches_cpu(G) -> None:
     assert f.rgb.dtype == np.float32 and f.rgb.flags["C_CONTIGUOUS"]
     cpu = core_image(G, 3, 1, 0.7)
     assert np.abs(f.to_uint8().astype(int) - cpu.astype(int)).mean() < 1.0  # GPU vs CPU float math
+
+
+def test_capture_names() -> None:
+    from explorer.panels.capture import capture_name
+
+    assert capture_name(RenderSettings.single(7, 2, 0.7)) == "seed7-class2-psi0.70"
+    blend = RenderSettings(seeds=((3, 0.5), (4, 0.5)), classes=((0, 0.5), (1, 0.5)))
+    assert capture_name(blend) == "seedblend3-4-classblend-psi1.00"
+    inverted = RenderSettings(seeds=(), classes=((1, 1.0),), latent="my photo/1.jpg")
+    assert capture_name(inverted) == "latent-my_photo_1.jpg-class1-psi1.00"
