@@ -49,7 +49,8 @@ class RenderSettings:
     layer: str = ""  # "" = the output image; "input" or a synthesis layer name = show its activations
     channel: int = 0  # first channel shown (channels c, c+1, c+2 as RGB)
     layer_view: str = "channels"  # "channels" or "fft" (log magnitude of the 2-D FFT)
-    latent: str = ""  # name of ws registered with `Renderer.register_latent`, used instead of `seeds` when set
+    latent: str = ""  # ws registered with `Renderer.register_latent`, used instead of the seed blend when set;
+    #                   `seeds` then holds seeds blended INTO the latent with their weights (the latent keeps 1 - sum)
 
     @classmethod
     def single(cls, seed: int, class_idx: int | None, psi: float = 1.0, ckpt: str = "") -> RenderSettings:
@@ -558,7 +559,12 @@ class Renderer:
         if tuple(lat.ws.shape[1:]) != (G.num_ws, G.w_dim):
             raise UserInputError(f"the latent {s.latent!r} has ws of shape {tuple(lat.ws.shape[1:])}, this model "
                                  f"needs ({G.num_ws}, {G.w_dim})")
-        return latent_ws(G, lat, classes, s.psi, dev)
+        ws = latent_ws(G, lat, classes, s.psi, dev)
+        t = sum(w for _, w in s.seeds)  # seeds next to a latent are blended into it (interpolation to seed B)
+        if t > 0:
+            seeds = tuple((seed, w / t) for seed, w in s.seeds)
+            ws = (1 - t) * ws + t * ws_for(G, seeds, classes, s.psi, dev)
+        return ws
 
     @staticmethod
     def _to_host_rgb(img: torch.Tensor) -> np.ndarray:

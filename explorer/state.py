@@ -64,6 +64,11 @@ class ExplorerState:
             return b
         return blend_weights(a, b, self.lerp_t)
 
+    def latent_blend(self) -> tuple[tuple[int, float], ...]:
+        """With an inverted latent shown, the "seed -> seed B" slider interpolates the latent toward seed B."""
+        t = min(max(self.lerp_t, 0.0), 1.0)
+        return ((int(self.seed_b) % (MAX_SEED + 1), t),) if t > 0 else ()
+
     def class_weights(self, info: ModelInfo | None) -> tuple[tuple[int, float], ...]:
         if info is not None and info.c_dim == 0:
             return ()
@@ -82,7 +87,7 @@ class ExplorerState:
             mix_classes = ((self.mix_class, 1.0),)
         return RenderSettings(
             ckpt=info.key if info else "",
-            seeds=() if self.latent else self.seed_weights(),
+            seeds=self.latent_blend() if self.latent else self.seed_weights(),
             latent=self.latent,
             classes=self.class_weights(info),
             psi=float(self.psi),

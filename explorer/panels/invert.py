@@ -312,6 +312,10 @@ class InvertPanel(Panel):
                 dpg.set_value(self.app.class_panel.tag("t"), 0.0)
         st.psi = 1.0  # show the inversion as it is; the psi slider then moves it toward the class centre
         dpg.set_value(self.app.latent_panel.tag("psi"), 1.0)
+        st.lerp_t, st.animate = 0.0, False  # the "seed -> seed B" slider then interpolates the photo to seed B
+        dpg.set_value(self.app.latent_panel.tag("lerp_t"), 0.0)
+        if dpg.does_item_exist(self.app.latent_panel.tag("animate")):
+            dpg.set_value(self.app.latent_panel.tag("animate"), False)
         # Panels that tick after this one this frame (class thumbnails) must not use the old model's settings.
         self.app.current_settings = st.settings(info)
         self.app.settings_changed_at = self.app.clock()

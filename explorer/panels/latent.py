@@ -100,11 +100,10 @@ class LatentPanel(Panel):
         self.set_offset(0.0, 0.0)
 
     def _on_seed_b(self, sender, value, user_data=None) -> None:
-        self.state.latent = ""
+        # Seed B and the interpolation slider keep an inverted latent: they interpolate it toward seed B.
         self.state.seed_b = min(max(int(value), 0), MAX_SEED)
 
     def _on_lerp(self, sender, value, user_data=None) -> None:
-        self.state.latent = ""
         self.state.lerp_t = float(value)
 
     def _on_animate(self, sender, value, user_data=None) -> None:
@@ -175,7 +174,8 @@ class LatentPanel(Panel):
         weights = self.state.seed_weights()
         self._drawn = (self.state.offset, weights, self.state.latent)
         if self.state.latent:  # an inverted photo is shown; any seed edit switches back to seeds
-            dpg.set_value(self.tag("blend"), f"showing latent {self.state.latent!r} (edit a seed to leave it)")
+            dpg.set_value(self.tag("blend"), f"showing latent {self.state.latent!r}; seed -> seed B interpolates it "
+                                             "(edit the seed or pad to leave it)")
             return
         blend = ", ".join(f"{s} x{w:.2f}" for s, w in weights[:5])
         dpg.set_value(self.tag("blend"), f"seeds: {blend}")

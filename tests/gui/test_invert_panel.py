@@ -175,6 +175,15 @@ def test_finished_run_loads_tuned_model_and_latent_for_every_panel(app: Explorer
     app.invoke("mix.enabled", False)
     app.invoke("class.item.2", True)
 
+    # Interpolation with a generated image: seed B and the "seed -> seed B" slider keep the latent and blend
+    # the photo's ws (in class 2) toward seed 7's ws in the same class.
+    app.invoke("latent.seed_b", 7)
+    app.invoke("latent.lerp_t", 0.25)
+    assert app.state.latent
+    blended = 0.75 * class_swap(G_tuned, ws, PIVOT_CLASS, 2) + 0.25 * ws_from_seeds(G_tuned, [7], 2)
+    assert np.abs(frame(app).astype(int) - synth(G_tuned, blended).astype(int)).max() <= 1
+    app.invoke("latent.lerp_t", 0.0)
+
     # Revert: the original generator comes back and keeps the latent (same ws shape).
     app.invoke("invert.revert")
     assert app.info.path == str(tiny_ckpt) and app.state.latent == st["latent"]
