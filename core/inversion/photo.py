@@ -39,6 +39,28 @@ class Photo:
         return x.to(torch.uint8).cpu().numpy()
 
 
+def photo_size(path: str | Path) -> tuple[int, int]:
+    """(width, height) of the photo as it will be used (after EXIF rotation), read from its header only."""
+    try:
+        with Image.open(path) as img:
+            w, h = img.size
+            orientation = img.getexif().get(0x0112, 1)
+    except FileNotFoundError:
+        raise UserInputError(f"no photo at {path}") from None
+    except (OSError, SyntaxError, ValueError) as e:
+        raise UserInputError(f"{Path(path).name} is not an image file Pillow can read ({e})") from None
+    return (h, w) if orientation in (5, 6, 7, 8) else (w, h)  # these EXIF orientations swap the axes
+
+
+def crop_box(size: tuple[int, int], zoom: float = 1.0, centre: tuple[float, float] = (0.5, 0.5)) -> Box:
+    """A square of `zoom` x the short side, centred at `centre` (fractions of width/height), kept inside."""
+    width, height = size
+    side = max(1, int(round(min(width, height) * min(max(zoom, 1e-3), 1.0))))
+    left = int(round(centre[0] * width - side / 2))
+    top = int(round(centre[1] * height - side / 2))
+    return min(max(left, 0), width - side), min(max(top, 0), height - side), side
+
+
 def center_crop_box(width: int, height: int) -> Box:
     """The largest centred square: (left, top, size)."""
     size = min(width, height)

@@ -82,6 +82,11 @@ class InvertPanel(Panel):
         with dpg.group(horizontal=True):
             dpg.add_group(tag=t("crop_group"))
             dpg.add_text("no photo chosen", tag=t("photo_info"), wrap=250, color=DIM_COLOUR)
+        # Crop: a square of `zoom` x the short side, centred at (x, y) as fractions of the photo.
+        dpg.add_slider_float(label="crop size", tag=t("crop_zoom"), default_value=1.0, min_value=0.1, max_value=1.0,
+                             width=200, callback=self._on_crop)
+        dpg.add_slider_floatx(label="crop centre x, y", tag=t("crop_centre"), size=2, default_value=[0.5, 0.5],
+                              min_value=0.0, max_value=1.0, width=200, callback=self._on_crop)
         dpg.add_combo([AUTO_CLASS], tag=t("class"), default_value=AUTO_CLASS, width=200, label="class")
         with dpg.group(horizontal=True):
             dpg.add_input_int(tag=t("steps"), default_value=300, min_value=1, min_clamped=True, step=0, width=NUM_W,
@@ -164,14 +169,17 @@ class InvertPanel(Panel):
     # ------------------------------------------------------------------ photo
     def check_photo(self):
         """Load the photo as the inversion will see it and show the crop; a clear message when it is bad."""
-        from core.inversion.photo import load_photo  # Pillow + torch only: safe in the explorer's process
+        from core.inversion.photo import crop_box, load_photo, photo_size  # Pillow + torch only: safe here
 
         path = self._text("photo")
         if not path:
             raise UserInputError("choose a photo to invert (Open... or type its path)")
         res = self.app.info.resolution if self.app.info is not None else CROP_PX
         try:
-            photo = load_photo(Path(path).expanduser(), res)
+            size = photo_size(Path(path).expanduser())
+            box = crop_box(size, float(dpg.get_value(self.tag("crop_zoom"))),
+                           tuple(dpg.get_value(self.tag("crop_centre"))[:2]))
+            photo = load_photo(Path(path).expanduser(), res, box)
         except SGXLError as e:
             self._drop_image("crop")
             dpg.set_value(self.tag("photo_info"), str(e))
@@ -179,13 +187,19 @@ class InvertPanel(Panel):
             raise
         self._show_image("crop", photo.to_uint8(), CROP_PX)
         w, h = photo.original_size
-        text = "\n".join([f"{w}x{h} {photo.mode}, centre crop at {res}x{res}", *photo.notes])
+        left, top, side = photo.box
+        text = "\n".join([f"{w}x{h} {photo.mode}, crop {side}x{side} at ({left}, {top}) -> {res}x{res}",
+                          *photo.notes])
         dpg.set_value(self.tag("photo_info"), text)
         dpg.configure_item(self.tag("photo_info"), color=DIM_COLOUR)
         return photo
 
     def _on_photo(self, sender=None, app_data=None, user_data=None) -> None:
         self._guarded(self.check_photo)
+
+    def _on_crop(self, sender=None, app_data=None, user_data=None) -> None:
+        if self._text("photo"):
+            self._guarded(self.check_photo)
 
     def _on_open(self, sender=None, app_data=None, user_data=None) -> None:
         current = self._text("photo")
@@ -210,7 +224,7 @@ class InvertPanel(Panel):
         info = self.app.info
         if info is None:
             raise UserInputError("open a checkpoint first: the photo is inverted into the loaded generator")
-        self.check_photo()
+        photo = self.check_photo()
         # Inverting again after a result was loaded goes into the original generator, not the tuned copy.
         ckpt = self.original[0] if self.original and info.path == self.result_path else info.path
         if not ckpt or not Path(ckpt).is_file():
@@ -224,7 +238,8 @@ class InvertPanel(Panel):
         return InvertRequest(ckpt=ckpt, image=self._text("photo"), out=out, class_idx=class_idx, steps=steps,
                              pti_steps=pti_steps, w_plus=bool(dpg.get_value(self.tag("w_plus"))),
                              perceptual_size=int(dpg.get_value(self.tag("net_size"))),
-                             preview_every=max(1, (steps + pti_steps) // 200), device=info.device)
+                             preview_every=max(1, (steps + pti_steps) // 200), device=info.device,
+                             box=tuple(photo.box))
 
     def start(self, command: list[str] | None = None) -> None:
         """Start the worker for the panel's fields (`command` replaces the worker's command line: tests)."""

@@ -119,10 +119,23 @@ def test_photo_check_shows_the_centre_crop_and_bad_photos_say_why(app: Explorer,
     app.invoke("invert.photo", str(photo))
     st = panel.test_state()
     assert st["crop_shape"] == [32, 32] and not st["status_error"]
-    assert "60x40 RGB" in dpg.get_value("invert.photo_info") and "centre 40x40" in dpg.get_value("invert.photo_info")
+    assert "60x40 RGB" in dpg.get_value("invert.photo_info") and "crop 40x40 at (10, 0)" in dpg.get_value(
+        "invert.photo_info")
     shown = np.asarray(dpg.get_value(panel._textures["crop"]), np.float32).reshape(32, 32, 4)[..., :3]
     expected = load_photo(photo, 32).to_uint8()
     assert np.array_equal(np.rint(shown * 255).astype(np.uint8), expected)  # exactly the worker's target
+
+    # Crop sliders: half the short side, centred at the right edge -> kept inside the photo; the preview and
+    # the worker's --box follow.
+    app.invoke("invert.crop_zoom", 0.5)
+    app.invoke("invert.crop_centre", [1.0, 0.5, 0.0, 0.0])
+    assert "crop 20x20 at (40, 10)" in dpg.get_value("invert.photo_info")
+    shown = np.asarray(dpg.get_value(panel._textures["crop"]), np.float32).reshape(32, 32, 4)[..., :3]
+    assert np.array_equal(np.rint(shown * 255).astype(np.uint8), load_photo(photo, 32, (40, 10, 20)).to_uint8())
+    cmd = panel.request().command()
+    assert cmd[cmd.index("--box") + 1] == "40,10,20"
+    app.invoke("invert.crop_zoom", 1.0)
+    app.invoke("invert.crop_centre", [0.5, 0.5, 0.0, 0.0])
 
     bad = tmp_path / "notes.png"
     bad.write_text("not an image")
