@@ -1,6 +1,6 @@
 """Generator throughput: img/s of G (mapping + synthesis) per preset, resolution, batch and kernel backend.
 
-    python bench/generator.py [--presets tiny,small] [--res 16,32,64] [--batch 1,8] [--repeats 5]
+    python bench/generator.py [--presets tiny,small] [--res 16,32,64] [--batch 1,32] [--repeats 5]
                               [--backends reference,fir_matmul] [--device cpu]
 
 Prints a table and writes bench/results/generator.json. Figures are medians of `--repeats` timed runs
@@ -28,7 +28,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--presets", default="tiny,small")
     ap.add_argument("--res", default="16,32,64")
-    ap.add_argument("--batch", default="1,8", help="comma-separated batch sizes")
+    ap.add_argument("--batch", default="1,32", help="comma-separated batch sizes")
     ap.add_argument("--backends", default="reference,fir_matmul", help="kernel backends (SGXL_KERNELS names)")
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
