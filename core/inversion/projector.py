@@ -66,6 +66,35 @@ class StepReport:
     image: torch.Tensor | None = None  # [1, 3, H, W] in [-1, 1], detached, on the CPU; None between previews
 
 
+class StepwiseOptimization:
+    """Bookkeeping shared by the projector and PTI: a preview every `cfg.preview_every` steps, history, time.
+
+    Subclasses set `phase`, `cfg` (with `steps`, `preview_every`), `step_index`, `history`, `seconds`,
+    `_last_image`, `_last_metrics`, and implement `done` and `render() -> (image, metrics)`.
+    """
+
+    phase = ""
+
+    def _finish_step(self, losses: dict, started: float) -> StepReport:
+        image = None
+        if self.step_index % max(self.cfg.preview_every, 1) == 0 or self.done:
+            image, self._last_metrics = self.render()
+            self._last_image = image
+            losses.update(self._last_metrics)
+        self.history.append({"step": self.step_index, **losses})
+        self.seconds += time.perf_counter() - started
+        return StepReport(self.phase, self.step_index, self.cfg.steps, losses, image)
+
+    def _ensure_final_image(self) -> None:
+        """The result's image and metrics belong to the last step even if it was not a preview step."""
+        if self._last_image is None or not self.history or "psnr" not in self.history[-1]:
+            self._last_image, self._last_metrics = self.render()
+
+    def __iter__(self) -> Iterator[StepReport]:
+        while not self.done:
+            yield self.step()
+
+
 @dataclass
 class ProjectionResult:
     ws: torch.Tensor  # [1, num_ws, w_dim], the projected latent (detached)
@@ -161,12 +190,14 @@ def noise_scale(cfg: ProjectorConfig, step: int, w_std: float) -> float:
 
 # ----------------------------------------------------------------------------- the step-wise projector
 
-class Projector:
+class Projector(StepwiseOptimization):
     """Optimise w for `target` step by step: `for report in Projector(...)` or `report = projector.step()`.
 
     `target`: [1, 3, R, R] in [-1, 1] at the generator's resolution (see `photo.load_photo`). G is used
     read-only: its parameters get no gradients and nothing in it changes.
     """
+
+    phase = "projection"
 
     def __init__(self, G: Generator, target: torch.Tensor, class_idx: int | None, perceptual: PerceptualDistance,
                  cfg: ProjectorConfig | None = None) -> None:
@@ -242,23 +273,11 @@ class Projector:
 
         losses = {"loss": loss.item(), "perceptual_loss": perceptual.item(), "mse_loss": mse.item(),
                   "lr": lr, "w_noise": sigma}
-        image = None
-        if self.step_index % max(cfg.preview_every, 1) == 0 or self.done:
-            image, self._last_metrics = self.render()
-            self._last_image = image
-            losses.update(self._last_metrics)
-        self.history.append({"step": self.step_index, **losses})
-        self.seconds += time.perf_counter() - t0
-        return StepReport("projection", self.step_index, cfg.steps, losses, image)
-
-    def __iter__(self) -> Iterator[StepReport]:
-        while not self.done:
-            yield self.step()
+        return self._finish_step(losses, t0)
 
     def result(self, cancelled: bool = False) -> ProjectionResult:
         """The projection so far (call any time; a GUI may stop early)."""
-        if self._last_image is None or not self.history or "psnr" not in self.history[-1]:
-            self._last_image, self._last_metrics = self.render()
+        self._ensure_final_image()
         return ProjectionResult(ws=self.current_ws(), class_idx=self.class_idx, image=self._last_image,
                                 metrics=dict(self._last_metrics), history=list(self.history),
                                 steps_done=self.step_index, cancelled=cancelled, seconds=self.seconds,

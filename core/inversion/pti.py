@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import copy
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -27,7 +27,7 @@ import torch
 
 from core.errors import CheckpointError, UserInputError
 from core.inversion.perceptual import PerceptualDistance
-from core.inversion.projector import CancelFlag, StepReport, run_steps, w_stats
+from core.inversion.projector import CancelFlag, StepReport, StepwiseOptimization, run_steps, w_stats
 from core.inversion.quality import image_metrics
 from core.networks.generator import Generator
 from core.sampling import class_input
@@ -67,8 +67,10 @@ class PTIResult:
     seconds: float = 0.0
 
 
-class PivotalTuner:
+class PivotalTuner(StepwiseOptimization):
     """Tune a copy of G around `ws_pivot` step by step (`for report in tuner` or `tuner.step()`)."""
+
+    phase = "pti"
 
     def __init__(self, G: Generator, target: torch.Tensor, ws_pivot: torch.Tensor, class_idx: int | None,
                  perceptual: PerceptualDistance, cfg: PTIConfig | None = None) -> None:
@@ -147,22 +149,10 @@ class PivotalTuner:
         self.step_index += 1
         losses["loss"] = loss.item()
 
-        image = None
-        if self.step_index % max(cfg.preview_every, 1) == 0 or self.done:
-            image, self._last_metrics = self.render()
-            self._last_image = image
-            losses.update(self._last_metrics)
-        self.history.append({"step": self.step_index, **losses})
-        self.seconds += time.perf_counter() - t0
-        return StepReport("pti", self.step_index, cfg.steps, losses, image)
-
-    def __iter__(self) -> Iterator[StepReport]:
-        while not self.done:
-            yield self.step()
+        return self._finish_step(losses, t0)
 
     def result(self, cancelled: bool = False) -> PTIResult:
-        if self._last_image is None or not self.history or "psnr" not in self.history[-1]:
-            self._last_image, self._last_metrics = self.render()
+        self._ensure_final_image()
         self.optimizer.zero_grad(set_to_none=True)  # no stale gradients in the returned copy
         return PTIResult(generator=self.G.requires_grad_(False), ws=self.pivot.clone(), class_idx=self.class_idx,
                          image=self._last_image, metrics=dict(self._last_metrics), history=list(self.history),
