@@ -16,13 +16,17 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
+import dearpygui.dearpygui as dpg
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from core.io.checkpoint import save_checkpoint
+from explorer.app import Explorer
 from tests.helpers import REPO, make_tiny_generator
 
 SCREEN = (1600, 1000)
@@ -164,3 +168,34 @@ def launch(xvfb: str, tmp_path: Path) -> Iterator[Callable[..., ExplorerProcess]
     yield _launch
     for p in procs:
         p.close()
+
+
+@contextmanager
+def headless_explorer(tmp_path: Path, ckpt: Path | None = None) -> Iterator[Explorer]:
+    """An Explorer with its widgets in a Dear PyGui context but no viewport (no display needed).
+
+    One torch thread, as the app itself uses on 2 cores: tiny renders gain nothing from more, and OpenMP
+    barriers make them many times slower when the CI machine is busy.
+    """
+    threads = torch.get_num_threads()
+    dpg.create_context()
+    explorer = Explorer(device="cpu", threaded=False, recent_file=tmp_path / "recent.json", torch_threads=1)
+    explorer.build_ui()
+    if ckpt is not None:
+        explorer.load_checkpoint_sync(str(ckpt))
+    try:
+        yield explorer
+    finally:
+        explorer.invert_panel.close()
+        explorer.invert_panel.drop_textures()
+        explorer.train_panel._drop_sample()
+        explorer.renderer.close()
+        dpg.destroy_context()
+        torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def app(tiny_ckpt: Path, tmp_path: Path) -> Iterator[Explorer]:
+    """A headless explorer with the tiny checkpoint loaded."""
+    with headless_explorer(tmp_path, tiny_ckpt) as explorer:
+        yield explorer

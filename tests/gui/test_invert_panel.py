@@ -35,23 +35,6 @@ from tests.helpers import REPO, make_tiny_generator
 PIVOT_CLASS = 2
 
 
-@pytest.fixture
-def app(tiny_ckpt: Path, tmp_path: Path):
-    threads = torch.get_num_threads()
-    dpg.create_context()
-    explorer = Explorer(device="cpu", threaded=False, recent_file=tmp_path / "recent.json", torch_threads=1)
-    explorer.build_ui()
-    explorer.load_checkpoint_sync(str(tiny_ckpt))
-    try:
-        yield explorer
-    finally:
-        explorer.invert_panel.close()
-        explorer.invert_panel.drop_textures()
-        explorer.renderer.close()
-        dpg.destroy_context()
-        torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def photo(tmp_path_factory) -> Path:
     """A 60x40 photo: the panel must show (and the worker use) its centre 40x40 square."""

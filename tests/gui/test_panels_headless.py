@@ -24,23 +24,6 @@ from explorer.app import main as explorer_main
 from explorer.renderer import input_transform, layer_image
 
 
-@pytest.fixture
-def app(tiny_ckpt: Path, tmp_path: Path):
-    threads = torch.get_num_threads()
-    dpg.create_context()
-    # One torch thread, as the app itself uses on 2 cores: tiny renders gain nothing from more, and
-    # OpenMP barriers make them many times slower when the CI machine is busy.
-    explorer = Explorer(device="cpu", threaded=False, recent_file=tmp_path / "recent.json", torch_threads=1)
-    explorer.build_ui()
-    explorer.load_checkpoint_sync(str(tiny_ckpt))
-    try:
-        yield explorer
-    finally:
-        explorer.renderer.close()
-        dpg.destroy_context()
-        torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def G(tiny_ckpt: Path):
     return load_checkpoint(tiny_ckpt).generator

@@ -19,13 +19,13 @@ from pathlib import Path
 import dearpygui.dearpygui as dpg
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from core.cli import build_parser
 from core.io.checkpoint import load_checkpoint, save_checkpoint
 from explorer.app import Explorer
 from explorer.training_run import PID_FILE, RunFollower, TrainProcess, TrainRequest, format_seconds
+from tests.gui.conftest import headless_explorer
 from tests.helpers import make_tiny_generator
 
 # ----------------------------------------------------------------------------- helpers
@@ -89,17 +89,9 @@ def make_run(root: Path, snapshot_file: Path, end: str | None = "done", error: s
 
 @pytest.fixture
 def app(tmp_path: Path):
-    threads = torch.get_num_threads()
-    dpg.create_context()
-    explorer = Explorer(device="cpu", threaded=False, recent_file=tmp_path / "recent.json", torch_threads=1)
-    explorer.build_ui()
-    try:
+    """No model loaded: the Train panel works without one."""
+    with headless_explorer(tmp_path) as explorer:
         yield explorer
-    finally:
-        explorer.train_panel._drop_sample()
-        explorer.renderer.close()
-        dpg.destroy_context()
-        torch.set_num_threads(threads)
 
 
 def kill_trainers(root: Path) -> None:
