@@ -34,8 +34,9 @@ from core.networks.generator import Generator
 from core.networks.presets import preset_config
 from core.networks.synthesis import GrowthStage
 from core.sampling import to_uint8, ws_from_seeds
+from tests.helpers import OFFICIAL_FIXTURES
 
-FIXTURES = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures" / "official"
+FIXTURES = OFFICIAL_FIXTURES
 STEM = FIXTURES / "sgxl_tiny16_c10.pkl"
 SUPERRES = FIXTURES / "sgxl_tiny32_superres_c10.pkl"
 OUTPUT_TOLERANCE = 1e-4  # max abs difference to the official images (measured: < 1e-6)

@@ -32,8 +32,9 @@ from core.io.official import (
     read_official_generator,
     read_official_pickle,
 )
+from tests.helpers import OFFICIAL_FIXTURES
 
-FIXTURES = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures" / "official"
+FIXTURES = OFFICIAL_FIXTURES
 STEM = FIXTURES / "sgxl_tiny16_c10.pkl"
 ENTRY_POINTS: list[Callable] = [read_official_pickle, read_official_generator, load_official_generator,
                                 describe_official, load_checkpoint]
