@@ -57,6 +57,8 @@ def test_end_to_end_writes_snapshots_samples_and_log(tmp_path: Path, effnet) -> 
     assert [r["kimg"] for r in ticks] == [0.004, 0.008, 0.012, 0.016]
     assert all(r["sec_per_kimg"] > 0 for r in ticks)
     assert log[-1]["event"] == "done"
+    start = next(r for r in log if r.get("event") == "start")
+    assert start["config"]["disc"]["c_dim"] == 3  # the conditional D the run really used
     ckpt = load_checkpoint(run / "latest.sgxl")
     assert ckpt.kimg == 0.016 and ckpt.class_names == ["class0", "class1", "class2"]
     changed = [k for k, v in trainer.G.state_dict().items() if not torch.equal(v, g_before[k])]

@@ -401,7 +401,9 @@ class Trainer:
             Image.fromarray(image_grid(reals, cols=8)).save(self.run_dir / "samples" / "reals.png")
         # Logged at every (re)start, so a reader of the log alone knows the target of each leg
         # (a resume or a grown stage changes cfg.kimg); "start_kimg" is where this leg begins.
-        self.log({"event": "start", "start_kimg": self.state.cur_nimg / 1e3, "config": cfg.to_dict(),
+        config = cfg.to_dict()
+        config["disc"]["c_dim"] = self.D.cfg.c_dim  # the D is built with the generator's classes, not cfg's 0
+        self.log({"event": "start", "start_kimg": self.state.cur_nimg / 1e3, "config": config,
                   "resolution": self.G.img_resolution, "stage": self.G.stage, "num_images": len(self.dataset),
                   "world_size": self.world_size})
         previous = signal.getsignal(signal.SIGINT)
