@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import sys
+import types
+from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 import torch
 
 from core.networks.generator import Generator
@@ -43,3 +47,23 @@ class ToyDataset:
 
     def __getitem__(self, i: int):
         return self.images[i], int(self.labels[i])
+
+
+def install_persistence_stand_in(monkeypatch: pytest.MonkeyPatch, body: Callable[[dict], object]) -> Callable:
+    """Register `body` as `torch_utils.persistence._reconstruct_persistent_obj`, so pickle can name it.
+
+    Official snapshots reduce every persistent module to a call of that function; tests write such
+    pickles with this stand-in (and remove it again through monkeypatch).
+    """
+    package, module = types.ModuleType("torch_utils"), types.ModuleType("torch_utils.persistence")
+
+    def _reconstruct_persistent_obj(meta: dict) -> object:
+        return body(meta)
+
+    _reconstruct_persistent_obj.__module__ = "torch_utils.persistence"
+    _reconstruct_persistent_obj.__qualname__ = "_reconstruct_persistent_obj"
+    module._reconstruct_persistent_obj = _reconstruct_persistent_obj
+    package.persistence = module
+    monkeypatch.setitem(sys.modules, "torch_utils", package)
+    monkeypatch.setitem(sys.modules, "torch_utils.persistence", module)
+    return _reconstruct_persistent_obj

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import copy
 import pickle
-import sys
-import types
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +32,7 @@ from core.networks.generator import Generator
 from core.networks.presets import preset_config
 from core.networks.synthesis import GrowthStage
 from core.sampling import to_uint8, ws_from_seeds
-from tests.helpers import OFFICIAL_FIXTURES
+from tests.helpers import OFFICIAL_FIXTURES, install_persistence_stand_in
 
 FIXTURES = OFFICIAL_FIXTURES
 STEM = FIXTURES / "sgxl_tiny16_c10.pkl"
@@ -350,18 +348,11 @@ class _Record:
 @pytest.fixture
 def persistence_fn(monkeypatch: pytest.MonkeyPatch) -> object:
     """A stand-in `torch_utils.persistence._reconstruct_persistent_obj` so pickle can name it."""
-    package, module = types.ModuleType("torch_utils"), types.ModuleType("torch_utils.persistence")
 
-    def _reconstruct_persistent_obj(meta: dict) -> None:
+    def never_loaded(meta: dict) -> None:
         raise AssertionError("only written, never loaded with plain pickle")
 
-    _reconstruct_persistent_obj.__module__ = "torch_utils.persistence"
-    _reconstruct_persistent_obj.__qualname__ = "_reconstruct_persistent_obj"
-    module._reconstruct_persistent_obj = _reconstruct_persistent_obj
-    package.persistence = module
-    monkeypatch.setitem(sys.modules, "torch_utils", package)
-    monkeypatch.setitem(sys.modules, "torch_utils.persistence", module)
-    return _reconstruct_persistent_obj
+    return install_persistence_stand_in(monkeypatch, never_loaded)
 
 
 def _writable(obj: object, fn: object) -> object:

@@ -12,8 +12,6 @@ import os
 import pathlib
 import pickle
 import struct
-import sys
-import types
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
@@ -32,7 +30,7 @@ from core.io.official import (
     read_official_generator,
     read_official_pickle,
 )
-from tests.helpers import OFFICIAL_FIXTURES
+from tests.helpers import OFFICIAL_FIXTURES, install_persistence_stand_in
 
 FIXTURES = OFFICIAL_FIXTURES
 STEM = FIXTURES / "sgxl_tiny16_c10.pkl"
@@ -160,20 +158,13 @@ class _PersistentModule:
 @pytest.fixture
 def persistence_fn(monkeypatch: pytest.MonkeyPatch) -> object:
     """A stand-in `torch_utils.persistence._reconstruct_persistent_obj` that, like the official one, execs."""
-    package, module = types.ModuleType("torch_utils"), types.ModuleType("torch_utils.persistence")
 
-    def _reconstruct_persistent_obj(meta: dict) -> dict:
+    def exec_module_src(meta: dict) -> dict:
         namespace: dict = {}
         exec(meta["module_src"], namespace)  # what the official loader does; only used as a control here
         return namespace
 
-    _reconstruct_persistent_obj.__module__ = "torch_utils.persistence"
-    _reconstruct_persistent_obj.__qualname__ = "_reconstruct_persistent_obj"
-    module._reconstruct_persistent_obj = _reconstruct_persistent_obj
-    package.persistence = module
-    monkeypatch.setitem(sys.modules, "torch_utils", package)
-    monkeypatch.setitem(sys.modules, "torch_utils.persistence", module)
-    return _reconstruct_persistent_obj
+    return install_persistence_stand_in(monkeypatch, exec_module_src)
 
 
 def test_persistent_module_source_is_never_executed(tmp_path: Path, persistence_fn: object) -> None:

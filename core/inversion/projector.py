@@ -70,10 +70,19 @@ class StepwiseOptimization:
     """Bookkeeping shared by the projector and PTI: a preview every `cfg.preview_every` steps, history, time.
 
     Subclasses set `phase`, `cfg` (with `steps`, `preview_every`), `step_index`, `history`, `seconds`,
-    `_last_image`, `_last_metrics`, and implement `done` and `render() -> (image, metrics)`.
+    `_last_image`, `_last_metrics`, `G`, `target`, `perceptual`, `target_features`, and implement `done`
+    and `preview_ws()` (the latent whose image the preview shows).
     """
 
     phase = ""
+
+    @torch.no_grad()
+    def render(self) -> tuple[torch.Tensor, dict[str, float]]:
+        """The current noise-free image [1, 3, R, R] (CPU) and its psnr / ssim / perceptual vs the target."""
+        img = self.G.synthesis(self.preview_ws())
+        metrics = image_metrics(img, self.target)
+        metrics["perceptual"] = float(self.perceptual.distance_to(self.target_features, img)[0])
+        return img.cpu(), metrics
 
     def _finish_step(self, losses: dict, started: float) -> StepReport:
         image = None
@@ -242,13 +251,8 @@ class Projector(StepwiseOptimization):
         """[1, num_ws, w_dim] of the current (noise-free) w, detached."""
         return self.w.detach().expand(1, self.G.num_ws, -1).clone()
 
-    @torch.no_grad()
-    def render(self) -> tuple[torch.Tensor, dict[str, float]]:
-        """The current noise-free image [1, 3, R, R] (CPU) and its psnr / ssim / perceptual vs the target."""
-        img = self.G.synthesis(self.current_ws())
-        metrics = image_metrics(img, self.target)
-        metrics["perceptual"] = float(self.perceptual.distance_to(self.target_features, img)[0])
-        return img.cpu(), metrics
+    def preview_ws(self) -> torch.Tensor:
+        return self.current_ws()
 
     def step(self) -> StepReport:
         """Run one optimisation step."""

@@ -28,7 +28,6 @@ import torch
 from core.errors import CheckpointError, UserInputError
 from core.inversion.perceptual import PerceptualDistance
 from core.inversion.projector import CancelFlag, StepReport, StepwiseOptimization, run_steps, w_stats
-from core.inversion.quality import image_metrics
 from core.networks.generator import Generator
 from core.sampling import class_input
 
@@ -117,12 +116,9 @@ class PivotalTuner(StepwiseOptimization):
         direction = direction / direction.norm(dim=2, keepdim=True).clamp_min(1e-8)
         return self.pivot + self.radius * direction
 
-    @torch.no_grad()
-    def render(self) -> tuple[torch.Tensor, dict[str, float]]:
-        img = self.G.synthesis(self.pivot)
-        metrics = image_metrics(img, self.target)
-        metrics["perceptual"] = float(self.perceptual.distance_to(self.target_features, img)[0])
-        return img.cpu(), metrics
+    def preview_ws(self) -> torch.Tensor:
+        """The tuned generator is shown at the fixed pivot."""
+        return self.pivot
 
     def step(self) -> StepReport:
         if self.done:
