@@ -249,3 +249,25 @@ def test_cli_preset_groups(tmp_path, capsys):
     with ImageDataset(tmp_path / "groups") as ds:
         assert ds.class_names[0] == "Smileys & Emotion" and ds.class_names[-1] == "Flags"
         assert len(ds) == 12 and set(ds.labels.tolist()) == set(range(9))
+
+
+@needs_font
+@needs_list
+def test_trainer_runs_a_few_steps_on_an_emoji_subset(tmp_path):
+    """The demo's recipe in miniature: the preset's output is a dataset `sgxl train` takes as it is."""
+    from core.cli import main
+    from core.io.checkpoint import load_checkpoint
+
+    data = tmp_path / "emoji16.zip"
+    build_emoji_dataset(data, 16, max_images=50, progress=False)
+    run = tmp_path / "run"
+    assert main(["train", "--data", str(data), "--out", str(run), "--preset", "tiny", "--batch", "4",
+                 "--kimg", "0.012", "--tick", "0.004", "--d-input-size", "64", "--mirror", "--no-progress"]) == 0
+    events = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    ticks = [e for e in events if "G_loss" in e]
+    assert [e["step"] for e in ticks] == [1, 2, 3]
+    assert all(np.isfinite([e["G_loss"], e["D_loss"]]).all() for e in ticks)
+    ckpt = load_checkpoint(run / "latest.sgxl")
+    with ImageDataset(data) as ds:
+        assert ckpt.class_names == ds.class_names and ckpt.generator.c_dim == ds.num_classes
+    assert ckpt.meta["kimg"] == pytest.approx(0.012)
