@@ -85,6 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--res", type=int, default=64)
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--fps", type=int, default=60, help="the explorer's frame cap (default 60, as shipped)")
+    p.add_argument("--threads", type=int, help="the explorer's torch threads (default: its own choice)")
     p.add_argument("--ckpt", help="checkpoint to open (default: a random 'tiny' generator at --res), e.g. "
                    "assets/demo.sgxl")
     a = p.parse_args(argv)
@@ -105,7 +106,8 @@ def main(argv: list[str] | None = None) -> int:
     env = dict(os.environ, DISPLAY=display, PYTHONPATH=str(REPO))
     app = subprocess.Popen([sys.executable, "-m", "explorer.app", "--ckpt", str(ckpt), "--device", "cpu",
                             "--fps", str(a.fps), "--test-state-file", str(state), "--recent-file",
-                            str(work / "recent.json"), "--exit-after", "600"],
+                            str(work / "recent.json"), "--exit-after", "600",
+                            *(["--threads", str(a.threads)] if a.threads else [])],
                            cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
     def xdo(*args: object) -> None:
@@ -165,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
     print_table(table, ["metric", "median_ms", "p95_ms", "n"])
     print(f"UI fps while dragging {drag_fps:.1f}, idle (no input) {idle_fps:.1f}")
     path = write_json("explorer_latency", {
-        "env": environment(), "resolution": a.res, "fps_cap": a.fps, "steps": a.steps,
+        "env": environment(), "resolution": a.res, "fps_cap": a.fps, "threads": a.threads, "steps": a.steps,
         "load_average_1min": os.getloadavg()[0], "cpu_count": os.cpu_count(),
         "ui_fps_dragging": drag_fps, "ui_fps_idle": idle_fps,
         "latency_ms": {k: {"median": statistics.median(v), "p95": percentile(v, 0.95), "samples": v}
