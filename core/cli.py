@@ -128,32 +128,51 @@ def cmd_generate(args: argparse.Namespace) -> int:
     G = ckpt.generator
     device = next(G.parameters()).device
     seeds = parse_int_list(args.seeds)
-    class_idx = resolve_class(args.class_, G.c_dim, ckpt.class_names)
+    classes = generate_classes(args, G.c_dim, ckpt.class_names)
     mix_layers = parse_int_list(args.style_mix_layers, "layers") if args.style_mix_seed is not None else []
     if any(not 0 <= i < G.num_ws for i in mix_layers):
         raise UserInputError(f"--style-mix-layers must be within 0..{G.num_ws - 1} (this model has {G.num_ws} ws)")
-    mix_class = resolve_class(args.style_mix_class, G.c_dim, ckpt.class_names) if args.style_mix_class else class_idx
+    mix_class = resolve_class(args.style_mix_class, G.c_dim, ckpt.class_names) if args.style_mix_class else None
 
+    jobs = [(c, seeds[start:start + args.batch]) for c in classes for start in range(0, len(seeds), args.batch)]
     images = []
     with torch.no_grad():
-        for start in tqdm(range(0, len(seeds), args.batch), desc="generating", unit="batch", disable=len(seeds) <= 1):
-            batch = seeds[start:start + args.batch]
+        for class_idx, batch in tqdm(jobs, desc="generating", unit="batch", disable=len(jobs) <= 1):
             ws = ws_from_seeds(G, batch, class_idx, args.trunc, device)
             if mix_layers:
-                ws_mix = ws_from_seeds(G, [args.style_mix_seed] * len(batch), mix_class, args.trunc, device)
+                ws_mix = ws_from_seeds(G, [args.style_mix_seed] * len(batch),
+                                       class_idx if mix_class is None else mix_class, args.trunc, device)
                 ws = style_mix(ws, ws_mix, mix_layers)
             images.append(to_uint8(G.synthesis(ws)))
-    images_np = np.concatenate(images)
+    images_np = np.concatenate(images)  # class-major: all seeds of the first class, then the next class...
 
     out = Path(args.out)
+    n = len(images_np)
     if out.suffix.lower() in (".png", ".jpg", ".jpeg"):
-        write_image(out, image_grid(images_np, args.cols) if len(seeds) > 1 else images_np[0])
-        print(f"wrote {out} ({len(seeds)} image{'s' if len(seeds) > 1 else ''}, {G.img_resolution}x{G.img_resolution})")
+        cols = args.cols or (len(seeds) if len(classes) > 1 else None)
+        write_image(out, image_grid(images_np, cols) if n > 1 else images_np[0])
+        rows = f", rows = {len(classes)} classes" if len(classes) > 1 else ""
+        print(f"wrote {out} ({n} image{'s' if n > 1 else ''}, {G.img_resolution}x{G.img_resolution}{rows})")
     else:
-        for seed, img in zip(seeds, images_np):
-            write_image(out / f"seed{seed:04d}.png", img)
-        print(f"wrote {len(seeds)} images to {out}/")
+        names = [f"seed{seed:04d}.png" if len(classes) == 1 else f"class{c:04d}_seed{seed:04d}.png"
+                 for c in classes for seed in seeds]
+        for name, img in zip(names, images_np):
+            write_image(out / name, img)
+        print(f"wrote {n} images to {out}/")
     return 0
+
+
+def generate_classes(args: argparse.Namespace, c_dim: int, class_names: list[str] | None) -> list[int | None]:
+    """`--class` (one) or `--classes` (several, or 'all') -> class indices; [None] for an unconditional model."""
+    if args.classes is None:
+        return [resolve_class(args.class_, c_dim, class_names)]
+    if args.class_ is not None:
+        raise UserInputError("give --class or --classes, not both")
+    if c_dim == 0:
+        raise UserInputError("this model is unconditional: it has no classes to put in rows")
+    if args.classes.strip().lower() == "all":
+        return list(range(c_dim))
+    return [resolve_class(text, c_dim, class_names) for text in args.classes.split(",")]
 
 
 def cmd_video(args: argparse.Namespace) -> int:
@@ -341,6 +360,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_model_arguments(p)
     p.add_argument("--seeds", default="0-7", help="seeds, e.g. 0-15 or 1,5,9 (default 0-7)")
     p.add_argument("--class", dest="class_", help="class index or name (default 0)")
+    p.add_argument("--classes", help="several classes (indices or names, comma separated, or 'all'): one grid row "
+                                     "per class, the seeds as columns")
     p.add_argument("--trunc", type=float, default=1.0, help="truncation psi toward the class mean (default 1)")
     p.add_argument("--style-mix-seed", type=int, help="take some layers' w from this seed")
     p.add_argument("--style-mix-class", help="class of the style-mix seed (default: --class)")

@@ -46,6 +46,26 @@ def test_generate_grid_matches_core(ckpt_path: Path, tmp_path: Path) -> None:
     assert np.array_equal(grid[32:, :32], expected[2])
 
 
+def test_generate_class_rows(ckpt_path: Path, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "rows.png"
+    assert main(["generate", "--ckpt", str(ckpt_path), "--seeds", "0-2", "--classes", "owl,0", "--out", str(out),
+                 "--device", "cpu"]) == 0
+    assert "rows = 2 classes" in capsys.readouterr().out
+    grid = np.asarray(Image.open(out))
+    assert grid.shape == (64, 96, 3)  # 2 rows (classes) x 3 columns (seeds)
+    G = load_checkpoint(ckpt_path).generator
+    with torch.no_grad():
+        owl = to_uint8(G.synthesis(ws_from_seeds(G, [0, 1, 2], 3)))
+        first = to_uint8(G.synthesis(ws_from_seeds(G, [2], 0)))
+    assert np.array_equal(grid[:32, 32:64], owl[1]) and np.array_equal(grid[32:, 64:], first[0])
+
+    folder = tmp_path / "all"
+    assert main(["generate", "--ckpt", str(ckpt_path), "--seeds", "4", "--classes", "all", "--out", str(folder)]) == 0
+    assert sorted(f.name for f in folder.iterdir()) == [f"class{c:04d}_seed0004.png" for c in range(5)]
+    assert main(["generate", "--ckpt", str(ckpt_path), "--class", "1", "--classes", "2", "--out", str(out)]) == 2
+    assert "not both" in capsys.readouterr().err
+
+
 def test_generate_per_seed_files_and_style_mix(ckpt_path: Path, tmp_path: Path) -> None:
     plain, mixed = tmp_path / "plain", tmp_path / "mixed"
     assert main(["generate", "--ckpt", str(ckpt_path), "--seeds", "5,6", "--out", str(plain)]) == 0
