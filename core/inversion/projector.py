@@ -69,12 +69,23 @@ class StepReport:
 class StepwiseOptimization:
     """Bookkeeping shared by the projector and PTI: a preview every `cfg.preview_every` steps, history, time.
 
-    Subclasses set `phase`, `cfg` (with `steps`, `preview_every`), `step_index`, `history`, `seconds`,
-    `_last_image`, `_last_metrics`, `G`, `target`, `perceptual`, `target_features`, and implement `done`
-    and `preview_ws()` (the latent whose image the preview shows).
+    Subclasses set `phase`, `cfg` (with `steps`, `preview_every`), `G`, `target`, `perceptual`,
+    `target_features`, call `_start_bookkeeping()`, and implement `preview_ws()` (the latent whose image
+    the preview shows) and `step()`.
     """
 
     phase = ""
+
+    def _start_bookkeeping(self) -> None:
+        self.step_index = 0  # steps done
+        self.history: list[dict] = []
+        self.seconds = 0.0
+        self._last_image: torch.Tensor | None = None
+        self._last_metrics: dict[str, float] = {}
+
+    @property
+    def done(self) -> bool:
+        return self.step_index >= self.cfg.steps
 
     @torch.no_grad()
     def render(self) -> tuple[torch.Tensor, dict[str, float]]:
@@ -237,15 +248,7 @@ class Projector(StepwiseOptimization):
         self.w = self.w_start.view(1, 1, -1).repeat(1, count, 1).requires_grad_(True)  # [1, 1 or num_ws, w_dim]
         self.optimizer = torch.optim.Adam([self.w], lr=cfg.lr, betas=(0.9, 0.999))
         self.noise_gen = torch.Generator(device=self.device).manual_seed(cfg.seed)
-        self.step_index = 0  # steps done
-        self.history: list[dict] = []
-        self.seconds = 0.0
-        self._last_image: torch.Tensor | None = None
-        self._last_metrics: dict[str, float] = {}
-
-    @property
-    def done(self) -> bool:
-        return self.step_index >= self.cfg.steps
+        self._start_bookkeeping()
 
     def current_ws(self) -> torch.Tensor:
         """[1, num_ws, w_dim] of the current (noise-free) w, detached."""

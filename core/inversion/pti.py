@@ -96,15 +96,7 @@ class PivotalTuner(StepwiseOptimization):
             _, w_std = w_stats(G, class_idx, cfg.w_stats_samples, cfg.seed)
             self.radius = cfg.locality_radius * w_std
         self.gen = torch.Generator().manual_seed(cfg.seed)
-        self.step_index = 0
-        self.history: list[dict] = []
-        self.seconds = 0.0
-        self._last_image: torch.Tensor | None = None
-        self._last_metrics: dict[str, float] = {}
-
-    @property
-    def done(self) -> bool:
-        return self.step_index >= self.cfg.steps
+        self._start_bookkeeping()
 
     @torch.no_grad()
     def locality_ws(self) -> torch.Tensor:
