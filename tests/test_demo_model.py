@@ -50,6 +50,20 @@ def test_generate_defaults_to_the_demo(tmp_path: Path, capsys) -> None:
     assert np.array_equal(grid[:64, :64], first)
 
 
+def test_demo_classes_look_different() -> None:
+    """Trained class conditioning: class means differ more than seeds within a class (random init: they do not)."""
+    G = load_checkpoint(DEMO_CHECKPOINT).generator
+    with torch.no_grad():
+        per_class = []
+        for c in range(min(G.c_dim, 8)):
+            imgs = G.synthesis(ws_from_seeds(G, list(range(6)), c, 1.0))  # [6, 3, 64, 64]
+            per_class.append(imgs.mean(dim=(2, 3)))  # mean colour per image [6, 3]
+    colours = torch.stack(per_class)  # [classes, seeds, 3]
+    between = colours.mean(dim=1).std(dim=0).mean()
+    within = colours.std(dim=1).mean()
+    assert between > 0.5 * within, (between, within)
+
+
 def test_demo_generates_distinct_images_per_class() -> None:
     """Every class gives its own image for the same seed, and its own class-mean image (psi 0)."""
     G = load_checkpoint(DEMO_CHECKPOINT).generator
