@@ -6,12 +6,15 @@ import sys
 import types
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pytest
 import torch
 
 from core.networks.generator import Generator
 from core.networks.presets import preset_config
+
+if TYPE_CHECKING:  # bench/ imports this module too, where pytest need not be installed
+    import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 OFFICIAL_FIXTURES = REPO.parent / "shared" / "fixtures" / "official"
