@@ -18,6 +18,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import environment, median_seconds, print_table, write_json  # noqa: E402
+from core.memory import retain_freed_memory  # noqa: E402
 from core.networks.discriminator import DiscriminatorConfig  # noqa: E402
 from core.networks.feature_nets import EfficientNetFeatures  # noqa: E402
 from core.networks.generator import Generator  # noqa: E402
@@ -34,7 +35,11 @@ def main() -> None:
     ap.add_argument("--d-input-size", default="224")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--default-malloc", action="store_true",
+                    help="leave glibc's malloc settings alone (sgxl train on CPU retains freed memory)")
     args = ap.parse_args()
+    if args.device == "cpu" and not args.default_malloc:
+        retain_freed_memory()
     device = torch.device(args.device)
     rows = []
     for d_size in [int(s) for s in args.d_input_size.split(",")]:
@@ -43,7 +48,7 @@ def main() -> None:
             ds = ToyDataset(n=max(64, args.batch), res=res, classes=4)
             G = Generator(preset_config(args.preset, 16, c_dim=4))
             for _ in range(res.bit_length() - 5):  # grow 16 -> res, as training would
-                G = G.grow(head_layers=4 if args.preset == "tiny" else 7)
+                G = G.grow(head_layers=preset_config(args.preset, res).synthesis.stages[-1].head_layers)
             cfg = TrainConfig(batch=args.batch, kimg=1e9, disc=DiscriminatorConfig(input_size=d_size))
             with tempfile.TemporaryDirectory() as run:
                 trainer = Trainer(G, ds, run, cfg, {"effnet": effnet}, device=device)

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from core.errors import SGXLError, UserInputError
+from core.networks.presets import PRESETS
 
 DEMO_CHECKPOINT = Path(__file__).resolve().parents[1] / "assets" / "demo.sgxl"
 
@@ -78,7 +79,7 @@ def pick_device(name: str) -> torch.device:
 
 def add_model_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ckpt", help="checkpoint (.sgxl, or an official .pkl); default: the bundled demo model")
-    p.add_argument("--preset", choices=["tiny", "small", "imagenet"],
+    p.add_argument("--preset", choices=PRESETS,
                    help="use a randomly initialised built-in configuration instead of a checkpoint")
     p.add_argument("--res", type=int, default=32, help="resolution of --preset (default 32)")
     p.add_argument("--init-seed", type=int, default=0, help="weight seed of --preset (default 0)")
@@ -397,7 +398,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", help="dataset zip or folder (see `sgxl dataset`)")
     p.add_argument("--out", help="run directory: log.jsonl, samples/, snapshots/ (default runs/run, or the "
                    "--resume run)")
-    p.add_argument("--preset", default="tiny", choices=["tiny", "small", "imagenet"], help="generator size")
+    p.add_argument("--preset", default="tiny", choices=PRESETS, help="generator size (the bundled demo: demo)")
     p.add_argument("--grow-from", help="snapshot of the previous stage: add layers for the dataset's resolution")
     p.add_argument("--head-layers", type=int, help="layers added by --grow-from (default: as the last stage, or 7)")
     p.add_argument("--resume", help="run directory or snapshot to continue exactly where it stopped")

@@ -14,6 +14,7 @@ import torch.distributed as dist
 
 from core.errors import SGXLError, UserInputError
 from core.io.checkpoint import load_checkpoint
+from core.memory import retain_freed_memory
 from core.networks.discriminator import DiscriminatorConfig
 from core.networks.generator import Generator
 from core.training.loss import ClassifierGuidance, LossConfig
@@ -96,6 +97,8 @@ def run_training(opts: TrainOptions) -> Path | None:
         raise UserInputError(f"--d-input-size {opts.d_input_size} is too small for the feature network; "
                              f"use {MIN_D_INPUT_SIZE} or more (224 = the paper's setting)")
     device = init_distributed(opts.device)
+    if device.type == "cpu":
+        retain_freed_memory()  # ~1.35x faster CPU steps (see core/memory.py)
     dataset = ImageDataset(opts.data)
     loss_cfg = LossConfig(cls_weight=opts.cls_weight, blur_fade_kimg=opts.blur_fade_kimg)
     stage_kimg = 10.0 if opts.kimg is None else opts.kimg

@@ -21,6 +21,7 @@ import dearpygui.dearpygui as dpg
 import numpy as np
 
 from core.errors import SGXLError, UserInputError
+from core.networks.presets import PRESETS
 from explorer.panels.base import Panel
 from explorer.training_run import (
     DatasetInfo,
@@ -33,7 +34,6 @@ from explorer.training_run import (
 )
 
 POLL_S = 0.5
-PRESETS = ["tiny", "small", "imagenet"]
 DEVICES = ["auto", "cpu", "cuda"]
 SAMPLE_MAX = (390, 220)  # px the sample grid may take in the panel
 ERROR_COLOUR = (255, 110, 100)
@@ -99,7 +99,7 @@ class TrainPanel(Panel):
         dpg.add_text("no dataset chosen", tag=t("data_info"), wrap=390, color=DIM_COLOUR)
 
         with dpg.group(horizontal=True):
-            dpg.add_combo(PRESETS, tag=t("preset"), default_value="tiny", width=NUM_W, label="preset")
+            dpg.add_combo(list(PRESETS), tag=t("preset"), default_value="tiny", width=NUM_W, label="preset")
             dpg.add_combo(DEVICES, tag=t("device"), default_value=self.app.device, width=NUM_W, label="device")
         with dpg.group(horizontal=True):
             dpg.add_input_text(tag=t("grow_from"), hint="grow from: snapshot of the stage below (optional)",
