@@ -260,7 +260,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         out = str(resume if resume and resume.is_dir() else resume.parent.parent if resume else "runs/run")
     opts = TrainOptions(
         data=args.data, out=out, preset=args.preset, grow_from=args.grow_from, head_layers=args.head_layers,
-        resume=args.resume, batch=args.batch, batch_gpu=args.batch_gpu, kimg=args.kimg, snapshot_kimg=args.snap,
+        keep_d=args.keep_d, resume=args.resume, batch=args.batch, batch_gpu=args.batch_gpu, kimg=args.kimg,
+        snapshot_kimg=args.snap,
         tick_kimg=args.tick, g_lr=args.glr, d_lr=args.dlr, cls_weight=args.cls_weight, class_map=class_map,
         blur_fade_kimg=args.blur_fade_kimg, d_input_size=args.d_input_size, deit_weights=args.deit_weights,
         mirror=args.mirror, seed=args.seed, device=args.device, progress=not args.no_progress,
@@ -401,6 +402,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--preset", default="tiny", choices=PRESETS, help="generator size (the bundled demo: demo)")
     p.add_argument("--grow-from", help="snapshot of the previous stage: add layers for the dataset's resolution")
     p.add_argument("--head-layers", type=int, help="layers added by --grow-from (default: as the last stage, or 7)")
+    p.add_argument("--keep-d", action="store_true", help="with --grow-from: start the discriminator from the "
+                   "snapshot's instead of a fresh one (the paper's choice); helps short runs")
     p.add_argument("--resume", help="run directory or snapshot to continue exactly where it stopped")
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--batch-gpu", type=int, help="images per forward pass (gradient accumulation up to --batch)")

@@ -124,6 +124,7 @@ class TrainRequest:
     data: str | None = None
     preset: str = "tiny"
     grow_from: str | None = None
+    keep_d: bool = False  # with grow_from: start D from the snapshot's
     resume: str | None = None
     batch: int | None = None
     kimg: float | None = None
@@ -146,6 +147,8 @@ class TrainRequest:
             a += ["--preset", self.preset]
             if self.grow_from:
                 a += ["--grow-from", _abs(self.grow_from)]
+            if self.keep_d:
+                a += ["--keep-d"]
             options += [("--batch", self.batch), ("--snap", self.snap), ("--tick", self.tick),
                         ("--cls-weight", self.cls_weight), ("--d-input-size", self.d_input_size)]
         for flag, value in options:

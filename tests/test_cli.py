@@ -139,3 +139,8 @@ def test_train_rejects_a_too_small_discriminator_input(tmp_path: Path, capsys) -
     assert main(["train", "--data", str(tmp_path / "none.zip"), "--d-input-size", "32", "--out",
                  str(tmp_path / "run")]) == 2
     assert "--d-input-size 32 is too small" in capsys.readouterr().err
+
+
+def test_train_keep_d_needs_grow_from(tmp_path: Path, capsys) -> None:
+    assert main(["train", "--data", str(tmp_path / "none.zip"), "--keep-d", "--out", str(tmp_path / "run")]) == 2
+    assert "--keep-d goes with --grow-from" in capsys.readouterr().err

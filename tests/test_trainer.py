@@ -113,6 +113,41 @@ def test_grow_from_a_stem_snapshot_trains_only_the_head(tmp_path: Path, effnet) 
     assert load_checkpoint(tmp_path / "grown" / "latest.sgxl").generator.img_resolution == 32
 
 
+def test_keep_d_starts_the_grown_stage_from_the_stem_discriminator(tmp_path: Path, effnet) -> None:
+    stem_run = tmp_path / "stem"
+    make_trainer(stem_run, effnet, small_cfg(kimg=0.008)).run(progress=False)
+    stem = load_checkpoint(stem_run / "latest.sgxl")
+    ds32 = ToyDataset(n=16, res=32, classes=3)
+    G, names = build_generator_for(ds32, "tiny", stem_run / "latest.sgxl", None, "cpu")
+    trainer = Trainer(G, ds32, tmp_path / "grown", small_cfg(kimg=0.008), {"effnet": effnet}, class_names=names)
+    fresh = {k: v.clone() for k, v in trainer.D.state_dict().items()}
+    trainer.adopt_discriminator(stem)
+    own = trainer.D.state_dict()
+    assert stem.extra_tensors["D"], "the stem snapshot holds D"
+    for key, saved in stem.extra_tensors["D"].items():
+        assert torch.equal(own[key], saved), key
+    assert any(not torch.equal(fresh[k], own[k]) for k in stem.extra_tensors["D"])  # it did change D
+    trainer.run(progress=False)
+    start = next(r for r in read_log(tmp_path / "grown") if r.get("event") == "start")
+    assert start["discriminator_from"] == str(stem_run / "latest.sgxl")
+
+
+def test_keep_d_refuses_a_model_without_or_with_another_discriminator(tmp_path: Path, effnet) -> None:
+    from core.io.checkpoint import save_checkpoint
+
+    stem_run = tmp_path / "stem"
+    make_trainer(stem_run, effnet, small_cfg(kimg=0.008)).run(progress=False)
+    stem = load_checkpoint(stem_run / "latest.sgxl")
+    exported = load_checkpoint(save_checkpoint(tmp_path / "g_only.sgxl", stem.generator, stem.meta))
+    ds5 = ToyDataset(n=16, res=16, classes=5)
+    trainer = make_trainer(tmp_path / "other", effnet, small_cfg(), ds=ToyDataset(n=16, res=16, classes=3))
+    with pytest.raises(TrainingError, match="holds no discriminator"):
+        trainer.adopt_discriminator(exported)
+    five = make_trainer(tmp_path / "five", effnet, small_cfg(), ds=ds5)
+    with pytest.raises(TrainingError, match="does not fit"):
+        five.adopt_discriminator(stem)
+
+
 def test_mismatched_dataset_is_refused(tmp_path: Path, effnet) -> None:
     ds = ToyDataset(n=8, res=32)
     with pytest.raises(TrainingError, match="16² stem"):

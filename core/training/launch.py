@@ -28,6 +28,7 @@ class TrainOptions:
     preset: str = "tiny"
     grow_from: str | None = None
     head_layers: int | None = None
+    keep_d: bool = False  # with grow_from: start D from the snapshot's instead of fresh (the paper)
     resume: str | None = None
     batch: int = 16
     batch_gpu: int | None = None
@@ -96,6 +97,8 @@ def run_training(opts: TrainOptions) -> Path | None:
         # Below 64 the deepest EfficientNet feature maps get smaller than the discriminator heads' kernels.
         raise UserInputError(f"--d-input-size {opts.d_input_size} is too small for the feature network; "
                              f"use {MIN_D_INPUT_SIZE} or more (224 = the paper's setting)")
+    if opts.keep_d and (not opts.grow_from or opts.resume):
+        raise UserInputError("--keep-d goes with --grow-from (a resumed run already has its discriminator)")
     device = init_distributed(opts.device)
     if device.type == "cpu":
         retain_freed_memory()  # ~1.35x faster CPU steps (see core/memory.py)
@@ -133,6 +136,8 @@ def run_training(opts: TrainOptions) -> Path | None:
     guidance = classifier_guidance(opts, G.c_dim, device)
     trainer = Trainer(G, dataset, opts.out, cfg, feature_networks(opts, device), device=device, guidance=guidance,
                       class_names=class_names, state=state)
+    if opts.keep_d:
+        trainer.adopt_discriminator(grown_from)
     if resume_ckpt is not None:
         trainer.restore(resume_ckpt)
         if trainer.state.cur_nimg >= cfg.kimg * 1000:

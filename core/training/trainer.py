@@ -2,7 +2,8 @@
 
 Recipe (paper Sec. 4 / DESIGN.md §3): Adam betas (0, 0.99), eps 1e-8, G lr 0.0025, D lr 0.002;
 G_ema with ema_kimg = batch * 10 / 32 and a 5% ramp-up; hinge loss with a fading blur; the
-projected discriminator is rebuilt fresh for every stage; in a growth stage only the new head of G
+projected discriminator is rebuilt fresh for every stage (or, with --keep-d, starts from the previous
+stage's); in a growth stage only the new head of G
 trains. Snapshots hold G_ema (what users generate with) plus everything needed to resume
 exactly: G, D, both optimizers, the RNG state and the data position.
 
@@ -139,6 +140,7 @@ class Trainer:
         self.loss = ProjectedGANLoss(self.G, self.D, cfg.loss, guidance)
         self.labels = self._dataset_labels()
         self.stop_requested = False
+        self.discriminator_from: str | None = None  # a snapshot whose D this run started from (--keep-d)
 
     # ------------------------------------------------------------------ data
     def _dataset_labels(self) -> np.ndarray:
@@ -381,6 +383,26 @@ class Trainer:
         torch.set_rng_state(ex["rng"]["torch"])
         self.state = TrainState(**ckpt.meta["train_state"])
 
+    def adopt_discriminator(self, ckpt: Checkpoint) -> None:
+        """Start D from the trained heads (CCM/CSM, per-scale heads) of a previous stage's snapshot.
+
+        The paper rebuilds D fresh for every stage; this is the option for short budgets, where a
+        fresh D spends the stage re-learning what the previous one knew. D's shapes do not depend on
+        the image resolution (images are resized to its input size), so a stem's D fits a grown G.
+        """
+        saved = ckpt.extra_tensors.get("D")
+        if saved is None:
+            raise TrainingError(f"{ckpt.path} holds no discriminator (an exported model?); grow from a training "
+                                "snapshot (runs/NAME/latest.sgxl) to keep D, or drop --keep-d")
+        own = {k: v for k, v in self.D.state_dict().items() if not k.startswith("feature_networks.")}
+        differ = sorted(set(own) ^ set(saved)) + [k for k in own if k in saved and own[k].shape != saved[k].shape]
+        if differ:
+            raise TrainingError(f"the discriminator in {ckpt.path} does not fit this run's ({len(differ)} tensors "
+                                f"differ, e.g. {differ[0]}): it was trained with other classes, feature networks "
+                                "or --d-input-size; drop --keep-d")
+        self.D.load_state_dict(saved, strict=False)
+        self.discriminator_from = str(ckpt.path)
+
     # ------------------------------------------------------------------ loop
     def request_stop(self, *_args) -> None:
         self.stop_requested = True
@@ -405,7 +427,7 @@ class Trainer:
         config["disc"]["c_dim"] = self.D.cfg.c_dim  # the D is built with the generator's classes, not cfg's 0
         self.log({"event": "start", "start_kimg": self.state.cur_nimg / 1e3, "config": config,
                   "resolution": self.G.img_resolution, "stage": self.G.stage, "num_images": len(self.dataset),
-                  "world_size": self.world_size})
+                  "world_size": self.world_size, "discriminator_from": self.discriminator_from})
         previous = signal.getsignal(signal.SIGINT)
         try:  # Ctrl-C / SIGTERM finish the current step, then write a final snapshot
             signal.signal(signal.SIGINT, self.request_stop)

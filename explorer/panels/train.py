@@ -105,6 +105,7 @@ class TrainPanel(Panel):
             dpg.add_input_text(tag=t("grow_from"), hint="grow from: snapshot of the stage below (optional)",
                                width=330)
             dpg.add_button(label="...", tag=t("grow_browse"), callback=self._on_browse, user_data="grow_from")
+        dpg.add_checkbox(label="keep its discriminator (instead of a fresh one; helps short runs)", tag=t("keep_d"))
         with dpg.group(horizontal=True):
             dpg.add_input_int(tag=t("batch"), default_value=16, min_value=1, min_clamped=True, step=0, width=NUM_W,
                               label="batch")
@@ -238,7 +239,8 @@ class TrainPanel(Panel):
             dpg.set_value(self.tag("run_dir"), str(Path(out).resolve()))
         cls_weight = float(self._value("cls_weight"))
         return TrainRequest(out=out, data=self.dataset.path, preset=self._value("preset"),
-                            grow_from=self._text("grow_from") or None, batch=int(self._value("batch")),
+                            grow_from=self._text("grow_from") or None, keep_d=bool(self._value("keep_d")),
+                            batch=int(self._value("batch")),
                             kimg=_positive(self._value("kimg"), "kimg"), snap=_positive(self._value("snap"), "snap"),
                             tick=_positive(self._value("tick"), "log every"),
                             cls_weight=cls_weight if cls_weight > 0 else None,
