@@ -2,10 +2,10 @@
 
 Recipe (paper Sec. 4 / DESIGN.md §3): Adam betas (0, 0.99), eps 1e-8, G lr 0.0025, D lr 0.002;
 G_ema with ema_kimg = batch * 10 / 32 and a 5% ramp-up; hinge loss with a fading blur; the
-projected discriminator is rebuilt fresh for every stage (or, with --keep-d, starts from the previous
-stage's); in a growth stage only the new head of G
-trains. Snapshots hold G_ema (what users generate with) plus everything needed to resume
-exactly: G, D, both optimizers, the RNG state and the data position.
+projected discriminator is rebuilt fresh for every stage (or, with --keep-d, starts from the
+previous stage's); in a growth stage only the new head of G trains. Snapshots hold G_ema (what
+users generate with) plus everything needed to resume exactly: G, D, both optimizers, the RNG
+state and the data position.
 
 Run directory:
     log.jsonl                 one JSON object per tick (losses, kimg, sec/kimg) and per event
