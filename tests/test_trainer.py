@@ -15,7 +15,7 @@ from core.io.checkpoint import load_checkpoint
 from core.networks.discriminator import DiscriminatorConfig
 from core.networks.feature_nets import EfficientNetFeatures
 from core.training.loss import LossConfig
-from core.training.trainer import TrainConfig, Trainer, TrainingError, build_generator_for
+from core.training.trainer import TrainConfig, Trainer, TrainingError, TrainState, build_generator_for
 from tests.helpers import ToyDataset
 
 
@@ -111,6 +111,23 @@ def test_grow_from_a_stem_snapshot_trains_only_the_head(tmp_path: Path, effnet) 
     trainer.run(progress=False)
     assert torch.equal(trainer.G.mapping.fc0.weight, frozen_before)
     assert load_checkpoint(tmp_path / "grown" / "latest.sgxl").generator.img_resolution == 32
+
+
+def test_g_ema_ramp_restarts_with_a_growth_stage(tmp_path: Path, effnet) -> None:
+    """50 kimg into a run, a new stage's first step: G_ema follows G (ramp-up 5 % of the stage's images),
+    instead of averaging with a 5 kimg half-life over the random new head."""
+    ds = ToyDataset(n=24, res=16, classes=3)
+    torch.manual_seed(0)
+    G, names = build_generator_for(ds, "tiny", None, None, "cpu")
+    state = TrainState(cur_nimg=50_000, stage_start_nimg=50_000)
+    trainer = Trainer(G, ds, tmp_path / "run", small_cfg(ema_kimg=5.0), {"effnet": effnet}, class_names=names,
+                      state=state)
+    before = [p.detach().clone() for p in trainer.G_ema.parameters()]
+    trainer.train_step()
+    moved = [not torch.equal(b, p) for b, p in zip(before, trainer.G.parameters())]
+    assert any(moved)
+    for p_ema, p in zip(trainer.G_ema.parameters(), trainer.G.parameters()):
+        torch.testing.assert_close(p_ema, p.detach(), atol=1e-5, rtol=1e-5)
 
 
 def test_keep_d_starts_the_grown_stage_from_the_stem_discriminator(tmp_path: Path, effnet) -> None:

@@ -284,7 +284,10 @@ class Trainer:
         ema_kimg = self.cfg.ema_kimg if self.cfg.ema_kimg is not None else self.cfg.batch * 10 / 32
         ema_nimg = ema_kimg * 1000
         if self.cfg.ema_rampup:
-            ema_nimg = min(ema_nimg, self.state.cur_nimg * self.cfg.ema_rampup)
+            # The ramp restarts with each growth stage (the official code trains every stage as a new
+            # run); counted over the whole run, a grown stage's G_ema would lag G by a 5 kimg half-life.
+            stage_nimg = self.state.cur_nimg - self.state.stage_start_nimg
+            ema_nimg = min(ema_nimg, stage_nimg * self.cfg.ema_rampup)
         beta = 0.5 ** (self.cfg.batch / max(ema_nimg, 1e-8))
         for p_ema, p in zip(self.G_ema.parameters(), self.G.parameters()):
             p_ema.copy_(p.detach().lerp(p_ema, beta))
