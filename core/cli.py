@@ -263,6 +263,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         keep_d=args.keep_d, resume=args.resume, batch=args.batch, batch_gpu=args.batch_gpu, kimg=args.kimg,
         snapshot_kimg=args.snap,
         tick_kimg=args.tick, g_lr=args.glr, d_lr=args.dlr, cls_weight=args.cls_weight, class_map=class_map,
+        range_weight=args.range_weight,
         blur_fade_kimg=args.blur_fade_kimg, d_input_size=args.d_input_size, deit_weights=args.deit_weights,
         mirror=args.mirror, seed=args.seed, device=args.device, progress=not args.no_progress,
         metrics=metrics, metrics_num=args.metrics_num)
@@ -414,6 +415,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--glr", type=float, default=0.0025)
     p.add_argument("--dlr", type=float, default=0.002)
     p.add_argument("--cls-weight", type=float, default=0.0, help="classifier guidance weight (0 = off)")
+    p.add_argument("--range-weight", type=float, default=0.0, help="penalty on generated pixels outside "
+                   "[-1, 1] (not in the paper; keeps a new growth-stage head from drifting out of range; 0 = off)")
     p.add_argument("--class-map", help="ImageNet class index per dataset class, for guidance on other datasets")
     p.add_argument("--blur-fade-kimg", type=float, default=300.0, help="fade the D blur out over N kimg")
     p.add_argument("--d-input-size", type=int, default=224,

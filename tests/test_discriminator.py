@@ -8,7 +8,7 @@ import torch
 from core.networks.discriminator import DiscriminatorConfig, ProjectedDiscriminator, RandomProjection
 from core.networks.feature_nets import EfficientNetFeatures
 from core.training.augment import diff_augment, rand_cutout, rand_translation
-from core.training.loss import LossConfig, ProjectedGANLoss, blur_sigma, gaussian_blur
+from core.training.loss import LossConfig, ProjectedGANLoss, blur_sigma, gaussian_blur, out_of_range_penalty
 from tests.helpers import make_tiny_generator
 
 
@@ -94,6 +94,33 @@ def test_hinge_losses(effnet: EfficientNetFeatures) -> None:
     assert all(p.grad is not None for p in G.trainable_parameters())
     with pytest.raises(ValueError, match="needs a classifier"):
         ProjectedGANLoss(G, D, LossConfig(cls_weight=1.0))
+
+
+def test_out_of_range_penalty_pulls_far_pixels_back() -> None:
+    inside = torch.rand(2, 3, 8, 8) * 2 - 1
+    assert out_of_range_penalty(inside) == 0
+    far = inside.clone()
+    far[0, 2, :4] = -30.0  # a drifted blue channel, as the demo's 64² head did without it
+    far.requires_grad_(True)
+    penalty = out_of_range_penalty(far)
+    assert float(penalty) == pytest.approx((29.0**2) * 32 / far.numel())
+    penalty.backward()
+    assert (far.grad[0, 2, :4] < 0).all() and far.grad[0, 2, 4:].abs().sum() == 0  # push up only the far ones
+
+
+def test_range_weight_adds_to_the_generator_loss(effnet: EfficientNetFeatures) -> None:
+    G = make_tiny_generator(16, c_dim=3).train()
+    D = ProjectedDiscriminator({"effnet": effnet}, DiscriminatorConfig(c_dim=3)).train()
+    c = torch.eye(3)[[0, 1]]
+    z = torch.randn(2, G.z_dim)
+    _, plain_stats = ProjectedGANLoss(G, D, LossConfig()).generator_loss(z, c, 0)
+    ranged, stats = ProjectedGANLoss(G, D, LossConfig(range_weight=10.0)).generator_loss(z, c, 0)
+    assert "G_range" not in plain_stats
+    with torch.no_grad():
+        expected = float(out_of_range_penalty(G(z, c)))
+    assert expected > 0  # a random tiny G does leave [-1, 1]
+    assert stats["G_range"] == pytest.approx(expected, rel=1e-5)
+    assert float(ranged) == pytest.approx(stats["G_adv"] + 10.0 * expected, rel=1e-5)
 
 
 def test_path_length_regularization_gives_generator_gradients(effnet: EfficientNetFeatures) -> None:

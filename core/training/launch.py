@@ -38,6 +38,7 @@ class TrainOptions:
     g_lr: float = 0.0025
     d_lr: float = 0.002
     cls_weight: float = 0.0
+    range_weight: float = 0.0
     class_map: list[int] | None = None
     blur_fade_kimg: float = 300.0
     d_input_size: int = 224
@@ -103,7 +104,8 @@ def run_training(opts: TrainOptions) -> Path | None:
     if device.type == "cpu":
         retain_freed_memory()  # ~1.35x faster CPU steps (see core/memory.py)
     dataset = ImageDataset(opts.data)
-    loss_cfg = LossConfig(cls_weight=opts.cls_weight, blur_fade_kimg=opts.blur_fade_kimg)
+    loss_cfg = LossConfig(cls_weight=opts.cls_weight, blur_fade_kimg=opts.blur_fade_kimg,
+                          range_weight=opts.range_weight)
     stage_kimg = 10.0 if opts.kimg is None else opts.kimg
     cfg = TrainConfig(batch=opts.batch, batch_gpu=opts.batch_gpu, kimg=stage_kimg, snapshot_kimg=opts.snapshot_kimg,
                       tick_kimg=opts.tick_kimg, g_lr=opts.g_lr, d_lr=opts.d_lr, seed=opts.seed, mirror=opts.mirror,

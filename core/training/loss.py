@@ -36,6 +36,15 @@ class LossConfig:
     pl_interval: int = 4
     pl_decay: float = 0.01
     pl_batch_shrink: int = 2
+    # Not in the paper: a penalty on generated pixels outside [-1, 1] (mean squared excess). The frozen
+    # feature network's ReLU6 units saturate on far-out pixels, so D gives them no gradient and a new
+    # growth-stage head can drift to values like -30 and stay there (seen on the demo's 64² stage).
+    range_weight: float = 0.0
+
+
+def out_of_range_penalty(img: torch.Tensor) -> torch.Tensor:
+    """mean((|x| - 1)_+^2): zero for images inside [-1, 1]."""
+    return (img.abs() - 1).clamp(min=0).square().mean()
 
 
 def blur_sigma(cfg: LossConfig, stage_nimg: int) -> float:
@@ -105,6 +114,10 @@ class ProjectedGANLoss:
         logits = self.run_D(img, c_weights, sigma)
         loss = (-logits).mean()
         stats = {"G_adv": float(loss.detach()), "blur_sigma": sigma}
+        if self.cfg.range_weight > 0:
+            excess = out_of_range_penalty(img)
+            loss = loss + self.cfg.range_weight * excess
+            stats["G_range"] = float(excess.detach())
         if self.cfg.cls_weight > 0:
             cls = self.guidance(img, c_weights)
             loss = loss + self.cfg.cls_weight * cls
