@@ -131,6 +131,7 @@ class TrainRequest:
     snap: float | None = None
     tick: float | None = None
     cls_weight: float | None = None
+    range_weight: float | None = None
     d_input_size: int | None = None
     device: str = "auto"
     extra: list[str] = field(default_factory=list)
@@ -150,7 +151,8 @@ class TrainRequest:
             if self.keep_d:
                 a += ["--keep-d"]
             options += [("--batch", self.batch), ("--snap", self.snap), ("--tick", self.tick),
-                        ("--cls-weight", self.cls_weight), ("--d-input-size", self.d_input_size)]
+                        ("--cls-weight", self.cls_weight), ("--range-weight", self.range_weight),
+                        ("--d-input-size", self.d_input_size)]
         for flag, value in options:
             if value is not None:
                 a += [flag, f"{value:g}" if isinstance(value, float) else str(value)]

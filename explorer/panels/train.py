@@ -121,6 +121,8 @@ class TrainPanel(Panel):
                                 format="%.2f", width=NUM_W, label="cls w ")
             dpg.add_input_int(tag=t("d_input"), default_value=224, min_value=64, min_clamped=True, step=0,
                               width=NUM_W, label="D input size")
+        dpg.add_input_float(tag=t("range_weight"), default_value=0.0, min_value=0.0, min_clamped=True, step=0,
+                            format="%.2f", width=NUM_W, label="range w (penalty on pixels outside [-1, 1])")
         dpg.add_text("feature networks: checking...", tag=t("features"), wrap=390, color=DIM_COLOUR)
         with dpg.group(horizontal=True):
             dpg.add_input_text(tag=t("run_dir"), hint="run dir (default runs/<dataset>-<time>)", width=330)
@@ -238,12 +240,14 @@ class TrainPanel(Panel):
             out = str(Path("runs") / f"{stem}-{time.strftime('%Y%m%d-%H%M%S')}")
             dpg.set_value(self.tag("run_dir"), str(Path(out).resolve()))
         cls_weight = float(self._value("cls_weight"))
+        range_weight = float(self._value("range_weight"))
         return TrainRequest(out=out, data=self.dataset.path, preset=self._value("preset"),
                             grow_from=self._text("grow_from") or None, keep_d=bool(self._value("keep_d")),
                             batch=int(self._value("batch")),
                             kimg=_positive(self._value("kimg"), "kimg"), snap=_positive(self._value("snap"), "snap"),
                             tick=_positive(self._value("tick"), "log every"),
                             cls_weight=cls_weight if cls_weight > 0 else None,
+                            range_weight=range_weight if range_weight > 0 else None,
                             d_input_size=int(self._value("d_input")), device=self._value("device"))
 
     def _resume_kimg(self, run_dir: str) -> float | None:

@@ -137,13 +137,15 @@ def test_follower_reads_incrementally_and_waits_for_partial_lines(tmp_path: Path
 def test_train_request_is_what_sgxl_train_parses(tmp_path: Path) -> None:
     req = TrainRequest(out=str(tmp_path / "run"), data=str(tmp_path / "ds"), preset="tiny", batch=4, kimg=0.02,
                        snap=0.5, tick=0.004, d_input_size=64, device="cpu", grow_from=str(tmp_path / "g.sgxl"),
-                       keep_d=True)
+                       keep_d=True, range_weight=1.5)
     args = build_parser().parse_args(req.args())
     assert (args.out, args.data, args.grow_from) == (str(tmp_path / "run"), str(tmp_path / "ds"),
                                                      str(tmp_path / "g.sgxl"))
     assert (args.batch, args.kimg, args.snap, args.tick, args.d_input_size) == (4, 0.02, 0.5, 0.004, 64)
     assert args.device == "cpu" and args.no_progress and args.cls_weight == 0.0 and args.resume is None
-    assert args.keep_d and not build_parser().parse_args(TrainRequest(out="r", data="d").args()).keep_d
+    assert args.range_weight == 1.5 and args.keep_d
+    plain = build_parser().parse_args(TrainRequest(out="r", data="d").args())
+    assert not plain.keep_d and plain.range_weight == 0.0
     resume = build_parser().parse_args(TrainRequest(out="r", resume="r", kimg=3.0, batch=4).args())
     # A resume keeps its saved config (batch is not passed), may raise the target kimg.
     assert resume.resume == str(Path("r").resolve()) and resume.kimg == 3.0 and resume.batch == 16
