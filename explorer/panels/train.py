@@ -105,7 +105,7 @@ class TrainPanel(Panel):
             dpg.add_input_text(tag=t("grow_from"), hint="grow from: snapshot of the stage below (optional)",
                                width=330)
             dpg.add_button(label="...", tag=t("grow_browse"), callback=self._on_browse, user_data="grow_from")
-        dpg.add_checkbox(label="keep its discriminator (instead of a fresh one; helps short runs)", tag=t("keep_d"))
+        dpg.add_checkbox(label="keep its discriminator (not a fresh one)", tag=t("keep_d"))
         with dpg.group(horizontal=True):
             dpg.add_input_int(tag=t("batch"), default_value=16, min_value=1, min_clamped=True, step=0, width=NUM_W,
                               label="batch")

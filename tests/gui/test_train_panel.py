@@ -324,10 +324,23 @@ def show_train_widget(app, name: str, index: int | None = None) -> dict:
     raise AssertionError(f"could not scroll {name} into view: {rect_of(st)}")
 
 
-def type_into(app, name: str, text: str) -> None:
-    x, y = centre(show_train_widget(app, name))
-    app.xdotool("mousemove", x, y, "click", 1, "sleep", 0.1, "key", "ctrl+a", "type", "--delay", "15", text)
-    app.xdotool("key", "Return")
+def type_into(app, name: str, text: str, tries: int = 3) -> None:
+    """Click the field and type; again if the panel moved under the click (e.g. a status line wrapped)."""
+    def took(s: dict) -> bool:
+        value = s["train"]["fields"].get(name)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return value == pytest.approx(float(text))
+        return value is None or str(value) == text  # fields the state does not report: trust the typing
+    for attempt in range(tries):
+        x, y = centre(show_train_widget(app, name))
+        app.xdotool("mousemove", x, y, "click", 1, "sleep", 0.1, "key", "ctrl+a", "type", "--delay", "15", text)
+        app.xdotool("key", "Return")
+        try:
+            app.wait_for(f"{name} typed", took, timeout=5)
+            return
+        except AssertionError:
+            if attempt == tries - 1:
+                raise
 
 
 def click(app, name: str, index: int | None = None) -> None:
