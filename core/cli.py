@@ -261,9 +261,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     opts = TrainOptions(
         data=args.data, out=out, preset=args.preset, grow_from=args.grow_from, head_layers=args.head_layers,
         keep_d=args.keep_d, resume=args.resume, batch=args.batch, batch_gpu=args.batch_gpu, kimg=args.kimg,
-        snapshot_kimg=args.snap,
-        tick_kimg=args.tick, g_lr=args.glr, d_lr=args.dlr, cls_weight=args.cls_weight, class_map=class_map,
-        range_weight=args.range_weight,
+        snapshot_kimg=args.snap, tick_kimg=args.tick, g_lr=args.glr, d_lr=args.dlr, cls_weight=args.cls_weight,
+        class_map=class_map, range_weight=args.range_weight,
         blur_fade_kimg=args.blur_fade_kimg, d_input_size=args.d_input_size, deit_weights=args.deit_weights,
         mirror=args.mirror, seed=args.seed, device=args.device, progress=not args.no_progress,
         metrics=metrics, metrics_num=args.metrics_num)
@@ -404,7 +403,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--grow-from", help="snapshot of the previous stage: add layers for the dataset's resolution")
     p.add_argument("--head-layers", type=int, help="layers added by --grow-from (default: as the last stage, or 7)")
     p.add_argument("--keep-d", action="store_true", help="with --grow-from: start the discriminator from the "
-                   "snapshot's instead of a fresh one (the paper's choice); helps short runs")
+                   "snapshot's (the paper builds a fresh one per stage)")
     p.add_argument("--resume", help="run directory or snapshot to continue exactly where it stopped")
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--batch-gpu", type=int, help="images per forward pass (gradient accumulation up to --batch)")

@@ -28,7 +28,7 @@ class TrainOptions:
     preset: str = "tiny"
     grow_from: str | None = None
     head_layers: int | None = None
-    keep_d: bool = False  # with grow_from: start D from the snapshot's instead of fresh (the paper)
+    keep_d: bool = False  # with grow_from: start D from the snapshot's (the paper builds a fresh one)
     resume: str | None = None
     batch: int = 16
     batch_gpu: int | None = None
