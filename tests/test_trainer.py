@@ -90,6 +90,32 @@ def test_resume_continues_exactly(tmp_path: Path, effnet) -> None:
         assert torch.equal(a, b), k
 
 
+def test_resume_through_the_launcher_rebuilds_the_runs_discriminator(tmp_path: Path, monkeypatch) -> None:
+    """`sgxl train --resume RUN` needs no repeated options: D gets the run's --d-input-size (64 here), not
+    the option's default (224), so the resumed run logs the same numbers as the uninterrupted one."""
+    import shutil
+
+    import core.data.dataset
+    from core.training import launch
+
+    monkeypatch.setattr(core.data.dataset, "ImageDataset", lambda path: ToyDataset(n=24, res=16, classes=3))
+    full = tmp_path / "full"
+    launch.run_training(launch.TrainOptions(data="toy", out=str(full), preset="tiny", batch=4, kimg=0.016,
+                                            snapshot_kimg=0.008, tick_kimg=0.004, d_input_size=64, seed=1,
+                                            device="cpu", progress=False))
+    part = tmp_path / "part"
+    part.mkdir()
+    shutil.copy(full / "snapshots" / "snapshot-000000008.sgxl", part / "latest.sgxl")
+    launch.run_training(launch.TrainOptions(data="toy", out=str(part), resume=str(part), kimg=0.016, device="cpu",
+                                            progress=False))
+    ticks_full = [r for r in read_log(full) if "D_loss" in r and r["kimg"] > 0.008]
+    ticks_resumed = [r for r in read_log(part) if "D_loss" in r]
+    assert [r["kimg"] for r in ticks_resumed] == [0.012, 0.016]
+    for a, b in zip(ticks_full, ticks_resumed, strict=True):
+        for key in ("G_loss", "D_loss", "logits_real", "logits_fake"):
+            assert a[key] == b[key], (a["kimg"], key)
+
+
 def test_resume_needs_training_state(tmp_path: Path, effnet) -> None:
     from core.io.checkpoint import save_checkpoint
     from tests.helpers import make_tiny_generator
@@ -98,6 +124,15 @@ def test_resume_needs_training_state(tmp_path: Path, effnet) -> None:
     trainer = make_trainer(tmp_path / "run", effnet, small_cfg())
     with pytest.raises(TrainingError, match="no training state"):
         trainer.restore(load_checkpoint(bare))
+
+
+def test_resume_refuses_a_discriminator_with_other_feature_networks(tmp_path: Path, effnet) -> None:
+    make_trainer(tmp_path / "run", effnet, small_cfg(kimg=0.008)).run(progress=False)
+    ckpt = load_checkpoint(tmp_path / "run" / "latest.sgxl")
+    ckpt.extra_tensors["D"]["discriminators.deit.0.out.weight_orig"] = torch.zeros(1)  # as if trained with DeiT
+    trainer = make_trainer(tmp_path / "again", effnet, small_cfg())
+    with pytest.raises(TrainingError, match="feature networks deit, effnet; this run has effnet"):
+        trainer.restore(ckpt)
 
 
 def test_grow_from_a_stem_snapshot_trains_only_the_head(tmp_path: Path, effnet) -> None:

@@ -65,27 +65,28 @@ def init_distributed(device: str) -> torch.device:
     return torch.device("cpu")
 
 
-def feature_networks(opts: TrainOptions, device: torch.device) -> dict[str, torch.nn.Module]:
+def feature_networks(input_size: int, deit_weights: str | None, device: torch.device) -> dict[str, torch.nn.Module]:
+    """The frozen feature networks of the projected discriminator; `input_size` = the run's D input size."""
     from core.networks.feature_nets import EfficientNetFeatures, load_deit_features
 
-    nets: dict[str, torch.nn.Module] = {"effnet": EfficientNetFeatures(device=device, min_size=opts.d_input_size)}
-    deit = load_deit_features(opts.deit_weights, device=device)  # None (and one log line) when unavailable
+    nets: dict[str, torch.nn.Module] = {"effnet": EfficientNetFeatures(device=device, min_size=input_size)}
+    deit = load_deit_features(deit_weights, device=device)  # None (and one log line) when unavailable
     if deit is not None:
         nets["deit"] = deit
     return nets
 
 
-def classifier_guidance(opts: TrainOptions, c_dim: int, device: torch.device) -> ClassifierGuidance | None:
-    if opts.cls_weight <= 0:
+def classifier_guidance(loss: LossConfig, c_dim: int, device: torch.device) -> ClassifierGuidance | None:
+    if loss.cls_weight <= 0:
         return None
     from core.networks.feature_nets import ImageNetClassifier
 
-    if c_dim != 1000 and not opts.class_map:
+    if c_dim != 1000 and not loss.class_map:
         raise UserInputError(f"classifier guidance needs ImageNet classes, but the dataset has {c_dim}: pass "
                              "--class-map with one ImageNet class index per dataset class, or --cls-weight 0")
-    if opts.class_map and len(opts.class_map) != c_dim:
-        raise UserInputError(f"--class-map has {len(opts.class_map)} entries for {c_dim} classes")
-    return ClassifierGuidance(ImageNetClassifier(device=device), opts.class_map).to(device)
+    if loss.class_map and len(loss.class_map) != c_dim:
+        raise UserInputError(f"--class-map has {len(loss.class_map)} entries for {c_dim} classes")
+    return ClassifierGuidance(ImageNetClassifier(device=device), loss.class_map).to(device)
 
 
 MIN_D_INPUT_SIZE = 64
@@ -104,7 +105,7 @@ def run_training(opts: TrainOptions) -> Path | None:
     if device.type == "cpu":
         retain_freed_memory()  # ~1.35x faster CPU steps (see core/memory.py)
     dataset = ImageDataset(opts.data)
-    loss_cfg = LossConfig(cls_weight=opts.cls_weight, blur_fade_kimg=opts.blur_fade_kimg,
+    loss_cfg = LossConfig(cls_weight=opts.cls_weight, class_map=opts.class_map, blur_fade_kimg=opts.blur_fade_kimg,
                           range_weight=opts.range_weight)
     stage_kimg = 10.0 if opts.kimg is None else opts.kimg
     cfg = TrainConfig(batch=opts.batch, batch_gpu=opts.batch_gpu, kimg=stage_kimg, snapshot_kimg=opts.snapshot_kimg,
@@ -123,9 +124,12 @@ def run_training(opts: TrainOptions) -> Path | None:
             cfg.kimg = opts.kimg
         if opts.metrics is not None:
             cfg.metrics, cfg.metrics_num = list(opts.metrics), opts.metrics_num
+        if cfg.loss.class_map is None and opts.class_map:  # snapshots before the map was saved with the run
+            cfg.loss.class_map = list(opts.class_map)
         G = Generator(resume_ckpt.config)
         class_names = resume_ckpt.class_names
     else:
+        torch.manual_seed(opts.seed)  # --seed fixes the new layers' initial weights too, not only the training
         G, class_names = build_generator_for(dataset, opts.preset, Path(opts.grow_from) if opts.grow_from else None,
                                              opts.head_layers, device)
     state = None
@@ -135,8 +139,11 @@ def run_training(opts: TrainOptions) -> Path | None:
         nimg = int(grown_from.kimg * 1000)
         state = TrainState(cur_nimg=nimg, stage_start_nimg=nimg)
         cfg.kimg = grown_from.kimg + stage_kimg
-    guidance = classifier_guidance(opts, G.c_dim, device)
-    trainer = Trainer(G, dataset, opts.out, cfg, feature_networks(opts, device), device=device, guidance=guidance,
+    # From here on only `cfg` counts: a resumed run keeps its own D input size and guidance settings
+    # (the options' defaults would build a different discriminator around the restored heads).
+    guidance = classifier_guidance(cfg.loss, G.c_dim, device)
+    nets = feature_networks(cfg.disc.input_size, opts.deit_weights, device)
+    trainer = Trainer(G, dataset, opts.out, cfg, nets, device=device, guidance=guidance,
                       class_names=class_names, state=state)
     if opts.keep_d:
         trainer.adopt_discriminator(grown_from)

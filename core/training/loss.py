@@ -30,6 +30,7 @@ class LossConfig:
     blur_init_sigma: float = 2.0
     blur_fade_kimg: float = 300.0
     cls_weight: float = 0.0  # classifier guidance weight; 0 = off
+    class_map: list[int] | None = None  # ImageNet class index per dataset class (guidance on other datasets)
     style_mixing_prob: float = 0.0
     pl_weight: float = 2.0  # path-length regularization (stem only; growth stages skip it)
     pl_start_kimg: float = 1000.0

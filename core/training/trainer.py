@@ -378,9 +378,15 @@ class Trainer:
         if missing:
             raise TrainingError(f"{ckpt.path} has no training state ({', '.join(missing)}); use it with --grow-from "
                                 "or as a starting point, not --resume")
+        own = {k for k in self.D.state_dict() if not k.startswith("feature_networks.")}
+        if own != set(ex["D"]):
+            nets = sorted({k.split(".")[1] for k in set(ex["D"]) if k.startswith("discriminators.")})
+            raise TrainingError(f"{ckpt.path} was trained with the feature networks {', '.join(nets)}; this run "
+                                f"has {', '.join(self.D.feature_networks)} (DeiT needs --deit-weights or "
+                                "SGXL_DEIT_WEIGHTS)")
         self.G.load_state_dict(ex["G_train"])
         self.G_ema.load_state_dict(ckpt.generator.state_dict())
-        self.D.load_state_dict(ex["D"], strict=False)
+        self.D.load_state_dict(ex["D"], strict=False)  # all but the frozen feature networks (not saved)
         _load_optimizer(self.opt_G, ex["opt_G"])
         _load_optimizer(self.opt_D, ex["opt_D"])
         torch.set_rng_state(ex["rng"]["torch"])
