@@ -112,7 +112,7 @@ def run_training(opts: TrainOptions) -> Path | None:
                       tick_kimg=opts.tick_kimg, g_lr=opts.g_lr, d_lr=opts.d_lr, seed=opts.seed, mirror=opts.mirror,
                       loss=loss_cfg, disc=DiscriminatorConfig(input_size=opts.d_input_size),
                       metrics=list(opts.metrics or []), metrics_num=opts.metrics_num)
-    resume_ckpt = None
+    resume_ckpt = grown_from = None
     if opts.resume:
         path = Path(opts.resume)
         resume_ckpt = load_checkpoint(path / "latest.sgxl" if path.is_dir() else path)
@@ -129,12 +129,11 @@ def run_training(opts: TrainOptions) -> Path | None:
         G = Generator(resume_ckpt.config)
         class_names = resume_ckpt.class_names
     else:
+        grown_from = load_checkpoint(opts.grow_from) if opts.grow_from else None
         torch.manual_seed(opts.seed)  # --seed fixes the new layers' initial weights too, not only the training
-        G, class_names = build_generator_for(dataset, opts.preset, Path(opts.grow_from) if opts.grow_from else None,
-                                             opts.head_layers, device)
+        G, class_names = build_generator_for(dataset, opts.preset, grown_from, opts.head_layers, device)
     state = None
-    if opts.grow_from and not opts.resume:
-        grown_from = load_checkpoint(opts.grow_from)
+    if grown_from is not None:
         # kimg keeps counting over the whole run; blur restarts with the stage.
         nimg = int(grown_from.kimg * 1000)
         state = TrainState(cur_nimg=nimg, stage_start_nimg=nimg)

@@ -499,9 +499,10 @@ def _load_optimizer(opt: torch.optim.Optimizer, flat: dict[str, torch.Tensor]) -
     opt.load_state_dict(sd)
 
 
-def build_generator_for(dataset, preset: str, grow_from: Path | None, head_layers: int | None,
+def build_generator_for(dataset, preset: str, grow_from: Path | Checkpoint | None, head_layers: int | None,
                         device: str | torch.device) -> tuple[Generator, list[str] | None]:
-    """A fresh stem (preset at 16²) or the next stage grown from a checkpoint, sized for `dataset`."""
+    """A fresh stem (preset at 16²) or the next stage grown from a checkpoint (a path or a loaded one), sized
+    for `dataset`."""
     from core.networks.presets import preset_config
 
     res = dataset.resolution
@@ -512,12 +513,12 @@ def build_generator_for(dataset, preset: str, grow_from: Path | None, head_layer
             raise TrainingError(f"training starts with the 16² stem, but the dataset is {res}²: build a 16² dataset "
                                 "for the stem, then --grow-from its snapshot for each higher resolution")
         return Generator(cfg), getattr(dataset, "class_names", None)
-    base = load_checkpoint(grow_from, device="cpu")
+    base = grow_from if isinstance(grow_from, Checkpoint) else load_checkpoint(grow_from, device="cpu")
     G_prev = base.generator
     if res % G_prev.img_resolution or res <= G_prev.img_resolution:
         raise TrainingError(f"cannot grow a {G_prev.img_resolution}² model to a {res}² dataset")
     if G_prev.c_dim != c_dim:
-        raise TrainingError(f"{grow_from} has {G_prev.c_dim} classes, the dataset {c_dim}")
+        raise TrainingError(f"{base.path} has {G_prev.c_dim} classes, the dataset {c_dim}")
     syn = G_prev.cfg.synthesis
     # Default head: as deep as the previous stage's, else 7 (paper) capped for shallow stems.
     default_head = syn.stages[-1].head_layers if syn.stages else min(7, max(3, syn.num_layers - 2))
