@@ -404,7 +404,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--head-layers", type=int, help="layers added by --grow-from (default: as the last stage, or 7)")
     p.add_argument("--keep-d", action="store_true", help="with --grow-from: start the discriminator from the "
                    "snapshot's (the paper builds a fresh one per stage)")
-    p.add_argument("--resume", help="run directory or snapshot to continue exactly where it stopped")
+    p.add_argument("--resume", help="run directory or snapshot to continue exactly where it stopped (with the "
+                   "run's own settings; only --kimg and --metrics may change)")
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--batch-gpu", type=int, help="images per forward pass (gradient accumulation up to --batch)")
     p.add_argument("--kimg", type=float, help="thousands of images to train this stage (default 10); with "
