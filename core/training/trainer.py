@@ -359,7 +359,7 @@ class Trainer:
                 "final": final}
         extra = {
             "G_train": self.G.state_dict(),
-            "D": {k: v for k, v in self.D.state_dict().items() if not k.startswith("feature_networks.")},
+            "D": self._d_state(),
             "opt_G": _flatten_optimizer(self.opt_G),
             "opt_D": _flatten_optimizer(self.opt_D),
             "rng": {"torch": torch.get_rng_state()},
@@ -371,6 +371,10 @@ class Trainer:
         self.log({"event": "snapshot", "kimg": kimg, "path": str(path), "latest": str(latest), "metrics": metrics})
         return path
 
+    def _d_state(self) -> dict[str, torch.Tensor]:
+        """D's state as snapshots store it: everything but the frozen, pretrained feature networks."""
+        return {k: v for k, v in self.D.state_dict().items() if not k.startswith("feature_networks.")}
+
     def restore(self, ckpt: Checkpoint) -> None:
         """Continue exactly where `ckpt` (a snapshot of this trainer's run) stopped."""
         ex = ckpt.extra_tensors
@@ -378,8 +382,7 @@ class Trainer:
         if missing:
             raise TrainingError(f"{ckpt.path} has no training state ({', '.join(missing)}); use it with --grow-from "
                                 "or as a starting point, not --resume")
-        own = {k for k in self.D.state_dict() if not k.startswith("feature_networks.")}
-        if own != set(ex["D"]):
+        if set(self._d_state()) != set(ex["D"]):
             nets = sorted({k.split(".")[1] for k in set(ex["D"]) if k.startswith("discriminators.")})
             raise TrainingError(f"{ckpt.path} was trained with the feature networks {', '.join(nets)}; this run "
                                 f"has {', '.join(self.D.feature_networks)} (DeiT needs --deit-weights or "
@@ -403,7 +406,7 @@ class Trainer:
         if saved is None:
             raise TrainingError(f"{ckpt.path} holds no discriminator (an exported model?); grow from a training "
                                 "snapshot (runs/NAME/latest.sgxl) to keep D, or drop --keep-d")
-        own = {k: v for k, v in self.D.state_dict().items() if not k.startswith("feature_networks.")}
+        own = self._d_state()
         differ = sorted(set(own) ^ set(saved)) + [k for k in own if k in saved and own[k].shape != saved[k].shape]
         if differ:
             raise TrainingError(f"the discriminator in {ckpt.path} does not fit this run's ({len(differ)} tensors "
