@@ -1,7 +1,7 @@
 """Generator throughput: img/s of G (mapping + synthesis) per preset, resolution, batch and kernel backend.
 
     python bench/generator.py [--presets tiny,small] [--res 16,32,64] [--batch 1,32] [--repeats 5]
-                              [--backends reference,fir_matmul] [--device cpu]
+                              [--backends reference,fir_matmul,fir_conv] [--device cpu]
 
 Prints a table and writes bench/results/generator.json. Figures are medians of `--repeats` timed runs
 after one warm-up run; `speedup` is the reference backend's time over this backend's, same weights,
@@ -29,7 +29,7 @@ def main() -> None:
     ap.add_argument("--presets", default="tiny,small")
     ap.add_argument("--res", default="16,32,64")
     ap.add_argument("--batch", default="1,32", help="comma-separated batch sizes")
-    ap.add_argument("--backends", default="reference,fir_matmul", help="kernel backends (SGXL_KERNELS names)")
+    ap.add_argument("--backends", default="reference,fir_matmul,fir_conv", help="kernel backends (SGXL_KERNELS names)")
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = ap.parse_args()

@@ -8,8 +8,11 @@ does the polyphase decomposition for free (the inserted zeros are never multipli
 samples that downsampling would throw away, and folds padding and the filter gain into `M`.
 Both axes of a separable filter are one matmul each; autograd of a matmul is two matmuls, so the
 backward pass is just as fast. The dense band wastes some multiplies on zeros, but at the sizes
-StyleGAN uses (axes of 16..1100 samples) MKL/OpenBLAS beat depthwise convolutions and the
-reference's zero-insertion by an order of magnitude on CPU (bench/ops.py).
+StyleGAN uses (axes of 16..1100 samples) MKL/OpenBLAS beat depthwise convolutions on contiguous
+(NCHW) tensors and the reference's zero-insertion by an order of magnitude on CPU (bench/ops.py).
+
+Inside `filtered_lrelu`, `kernels.fir_conv` is faster (channels-last depthwise convolutions multiply
+no zeros); stand-alone `upfirdn2d` on a contiguous tensor is fastest here, and both backends use it.
 
 Only 1-D (separable) filters take this path; 2-D filters (StyleGAN3-R's radial ones) go to the
 reference. Results equal `kernels.reference` up to float rounding (tests/test_kernels_fast.py).
@@ -161,20 +164,26 @@ def filtered_lrelu(x: torch.Tensor, fu: torch.Tensor | None = None, fd: torch.Te
     fold = gain > 0
     x = upfirdn2d(x, fu, up=up, padding=[px0, px1, py0, py1], flip_filter=flip_filter,
                   gain=up**2 * (gain if fold else 1))
+    x = activate(x, slope, None if fold else gain, clamp)
+    return upfirdn2d(x, fd, down=down, flip_filter=flip_filter)
+
+
+def activate(x: torch.Tensor, slope: float, gain: float | None, clamp: float | None) -> torch.Tensor:
+    """`clamp(lrelu(x) * gain)` on the upsampled intermediate of `filtered_lrelu` (gain None: already folded)."""
     clamping = clamp is not None and clamp >= 0
     if torch.is_grad_enabled() and x.requires_grad:
         x = torch.nn.functional.leaky_relu(x, slope)
-        if not fold:
+        if gain is not None:
             x = x * gain
         if clamping:
             x = x.clamp(-clamp, clamp)
     else:  # inference (the explorer): the intermediate is ours, so work in place, no new 4x-sized buffers
         torch.nn.functional.leaky_relu_(x, slope)
-        if not fold:
+        if gain is not None:
             x.mul_(gain)
         if clamping:
             x.clamp_(-clamp, clamp)
-    return upfirdn2d(x, fd, down=down, flip_filter=flip_filter)
+    return x
 
 
 def bias_act(x: torch.Tensor, *args, **kwargs) -> torch.Tensor:

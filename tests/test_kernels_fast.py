@@ -1,4 +1,5 @@
-"""The CPU fast path (`kernels.fir_matmul`) against the reference: values, gradients, every generator layer.
+"""The CPU fast paths (`kernels.fir_conv`, `kernels.fir_matmul`) against the reference: values, gradients,
+every generator layer.
 
 Forward values in float32 agree to ~1e-6 relative (same products, different summation order). The
 gradient of leaky ReLU jumps (1 vs slope) at 0, so a pre-activation within rounding of 0 can take the
@@ -16,7 +17,11 @@ import torch
 
 from core.networks.generator import Generator
 from core.networks.presets import preset_config
-from kernels import fir_matmul, reference
+from kernels import fir_conv, fir_matmul, reference
+
+# Both CPU fast paths implement these two ops; each test below runs for both.
+UPFIRDN2D = {"fir_matmul": fir_matmul.upfirdn2d, "fir_conv": fir_conv.upfirdn2d_channels_last}
+FILTERED_LRELU = {"fir_matmul": fir_matmul.filtered_lrelu, "fir_conv": fir_conv.filtered_lrelu}
 
 
 def _close(a: torch.Tensor, b: torch.Tensor, tol: float) -> None:
@@ -31,7 +36,9 @@ def _close(a: torch.Tensor, b: torch.Tensor, tol: float) -> None:
         [(0, 0, 0, 0), (3, 2, 1, 4), (-1, 2, 0, -2)],
         [False, True], [1.0, 4.0], [1, 4, 7], [(9, 8), (5, 11)])
     if t > 1 or fl is False])
-def test_upfirdn2d_matches_reference(up, down, pad, flip, gain, taps, size) -> None:
+@pytest.mark.parametrize("path", sorted(UPFIRDN2D))
+def test_upfirdn2d_matches_reference(path, up, down, pad, flip, gain, taps, size) -> None:
+    upfirdn2d = UPFIRDN2D[path]
     torch.manual_seed(hash((up, down, pad, flip, gain, taps, size)) % 2**31)
     x = torch.randn(2, 3, *size, dtype=torch.float64)
     f = torch.rand(taps, dtype=torch.float64) + 0.1
@@ -40,9 +47,9 @@ def test_upfirdn2d_matches_reference(up, down, pad, flip, gain, taps, size) -> N
         want = reference.upfirdn2d(x, f, up=upx, down=[downx, 1], padding=pad, flip_filter=flip, gain=gain)
     except ValueError:
         with pytest.raises(ValueError):
-            fir_matmul.upfirdn2d(x, f, up=upx, down=[downx, 1], padding=pad, flip_filter=flip, gain=gain)
+            upfirdn2d(x, f, up=upx, down=[downx, 1], padding=pad, flip_filter=flip, gain=gain)
         return
-    got = fir_matmul.upfirdn2d(x, f, up=upx, down=[downx, 1], padding=pad, flip_filter=flip, gain=gain)
+    got = upfirdn2d(x, f, up=upx, down=[downx, 1], padding=pad, flip_filter=flip, gain=gain)
     _close(got, want, 1e-12)
 
 
@@ -63,9 +70,11 @@ def test_resample_matrix_is_banded_polyphase() -> None:
     assert np.allclose(m.sum(axis=1)[1:-1], 10.0)  # each interior input sample meets every tap once
 
 
+@pytest.mark.parametrize("path", sorted(FILTERED_LRELU))
 @pytest.mark.parametrize("clamp", [None, 0.7])
 @pytest.mark.parametrize("up,down", [(1, 1), (2, 2), (4, 2), (2, 1), (1, 2)])
-def test_filtered_lrelu_values_and_gradients_match_reference(up: int, down: int, clamp: float | None) -> None:
+def test_filtered_lrelu_values_and_gradients_match_reference(up: int, down: int, clamp: float | None,
+                                                             path: str) -> None:
     torch.manual_seed(up * 10 + down)
     x = torch.randn(2, 4, 11, 9, dtype=torch.float64, requires_grad=True)
     b = torch.randn(4, dtype=torch.float64, requires_grad=True)
@@ -73,7 +82,7 @@ def test_filtered_lrelu_values_and_gradients_match_reference(up: int, down: int,
     fd = torch.rand(3 * down, dtype=torch.float64) if down > 1 else None
     kw = dict(up=up, down=down, padding=[4, 3, 2, 5], gain=math.sqrt(2), slope=0.2, clamp=clamp)
     want = reference.filtered_lrelu(x, fu, fd, b, **kw)
-    got = fir_matmul.filtered_lrelu(x, fu, fd, b, **kw)
+    got = FILTERED_LRELU[path](x, fu, fd, b, **kw)
     _close(got, want, 1e-12)
     g = torch.randn_like(want)
     gx_w, gb_w = torch.autograd.grad(want, (x, b), g)
@@ -82,34 +91,40 @@ def test_filtered_lrelu_values_and_gradients_match_reference(up: int, down: int,
     _close(gb_g, gb_w, 1e-12)
 
 
-def test_filtered_lrelu_gradcheck() -> None:
+@pytest.mark.parametrize("path", sorted(FILTERED_LRELU))
+def test_filtered_lrelu_gradcheck(path: str) -> None:
     x = torch.randn(1, 2, 5, 4, dtype=torch.float64, requires_grad=True)
     b = torch.randn(2, dtype=torch.float64, requires_grad=True)
     fu = torch.tensor([0.3, 0.8, 0.6, 0.1], dtype=torch.float64)
     fd = torch.tensor([0.5, 0.9, 0.2], dtype=torch.float64)
     assert torch.autograd.gradcheck(
-        lambda t, c: fir_matmul.filtered_lrelu(t, fu, fd, c, up=2, down=2, padding=[2, 1, 1, 2]), (x, b))
+        lambda t, c: FILTERED_LRELU[path](t, fu, fd, c, up=2, down=2, padding=[2, 1, 1, 2]), (x, b))
 
 
-def test_inference_path_leaves_the_input_alone() -> None:
+@pytest.mark.parametrize("path", sorted(FILTERED_LRELU))
+@pytest.mark.parametrize("bias", [False, True])
+def test_inference_path_leaves_the_input_alone(path: str, bias: bool) -> None:
     """Without grad the activation runs in place on the op's own intermediate, never on the caller's tensor."""
     x = torch.randn(1, 3, 8, 8)
+    b = torch.zeros(3) if bias else None
     before = x.clone()
     with torch.no_grad():
-        y = fir_matmul.filtered_lrelu(x, None, None, torch.zeros(3), gain=2.0, clamp=0.5)
+        y = FILTERED_LRELU[path](x, None, None, b, gain=2.0, clamp=0.5)
     assert torch.equal(x, before)
-    _close(y, reference.filtered_lrelu(x, None, None, torch.zeros(3), gain=2.0, clamp=0.5), 1e-6)
+    _close(y, reference.filtered_lrelu(x, None, None, b, gain=2.0, clamp=0.5), 1e-6)
 
 
-def test_negative_gain_is_not_folded() -> None:
+@pytest.mark.parametrize("path", sorted(FILTERED_LRELU))
+def test_negative_gain_is_not_folded(path: str) -> None:
     x = torch.randn(1, 2, 6, 6)
     f = torch.rand(4)
-    _close(fir_matmul.filtered_lrelu(x, f, f, None, up=2, down=2, padding=3, gain=-1.5),
+    _close(FILTERED_LRELU[path](x, f, f, None, up=2, down=2, padding=3, gain=-1.5),
            reference.filtered_lrelu(x, f, f, None, up=2, down=2, padding=3, gain=-1.5), 1e-6)
 
 
+@pytest.mark.parametrize("path", sorted(FILTERED_LRELU))
 @pytest.mark.parametrize("res", [16, 32, 64])
-def test_every_generator_layer_matches_reference(res: int) -> None:
+def test_every_generator_layer_matches_reference(res: int, path: str) -> None:
     """All up/down factors, paddings and filters the generator uses (stem and grown heads)."""
     G = Generator(preset_config("tiny", res, 3)).double()
     torch.manual_seed(res)
@@ -119,10 +134,13 @@ def test_every_generator_layer_matches_reference(res: int) -> None:
         kw = dict(fu=layer.up_filter, fd=layer.down_filter, b=layer.bias.detach(), up=layer.up_factor,
                   down=layer.down_factor, padding=layer.padding, clamp=layer.conv_clamp,
                   gain=1.0 if layer.spec.is_torgb else math.sqrt(2), slope=1.0 if layer.spec.is_torgb else 0.2)
-        _close(fir_matmul.filtered_lrelu(x, **kw), reference.filtered_lrelu(x, **kw), 1e-12)
+        got = FILTERED_LRELU[path](x, **kw)
+        assert got.is_contiguous()  # the layout the next modulated convolution gets
+        _close(got, reference.filtered_lrelu(x, **kw), 1e-12)
 
 
-def test_generator_image_same_with_both_backends(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("backend", ["fir_matmul", "fir_conv"])
+def test_generator_image_same_with_fast_and_reference_backend(backend: str, monkeypatch: pytest.MonkeyPatch) -> None:
     torch.manual_seed(0)
     G = Generator(preset_config("tiny", 32, 3)).eval()
     z = torch.randn(2, G.z_dim)
@@ -130,7 +148,7 @@ def test_generator_image_same_with_both_backends(monkeypatch: pytest.MonkeyPatch
     with torch.no_grad():
         monkeypatch.setenv("SGXL_KERNELS", "reference")
         want = G(z, c)
-        monkeypatch.setenv("SGXL_KERNELS", "fir_matmul")
+        monkeypatch.setenv("SGXL_KERNELS", backend)
         got = G(z, c)
     assert (got - want).abs().max() < 1e-4  # images in [-1, 1]: far below one uint8 level (0.0078)
 
@@ -148,3 +166,24 @@ def test_long_axes_use_band_blocks_and_match_reference(n: int, up: int, down: in
     _close(got, want, 1e-12)
     g = torch.randn_like(want)
     _close(torch.autograd.grad(got, x, g)[0], torch.autograd.grad(want, x, g)[0], 1e-12)
+
+
+def test_fir_conv_takes_channels_last_input_and_matches_reference_gradients() -> None:
+    """The 4x-upsampling layer shape of a 64x64 head, fed channels-last (what a channels-last caller passes)."""
+    torch.manual_seed(4)
+    fu, fd = torch.rand(24, dtype=torch.float64), torch.rand(12, dtype=torch.float64)
+    x = torch.randn(2, 5, 30, 30, dtype=torch.float64).contiguous(memory_format=torch.channels_last)
+    x.requires_grad_(True)
+    kw = dict(up=4, down=2, padding=[-6, -9, -6, -9], clamp=256.0)
+    want = reference.filtered_lrelu(x, fu, fd, None, **kw)
+    got = fir_conv.filtered_lrelu(x, fu, fd, None, **kw)
+    _close(got, want, 1e-12)
+    g = torch.randn_like(want)
+    _close(torch.autograd.grad(got, x, g)[0], torch.autograd.grad(want, x, g)[0], 1e-12)
+
+
+def test_fir_conv_sends_2d_filters_to_the_reference() -> None:
+    x = torch.randn(1, 2, 9, 9)
+    f2 = torch.rand(4, 4)
+    assert torch.equal(fir_conv.filtered_lrelu(x, f2, f2, None, up=2, down=2, padding=2),
+                       reference.filtered_lrelu(x, f2, f2, None, up=2, down=2, padding=2))

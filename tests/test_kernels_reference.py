@@ -497,7 +497,7 @@ def test_dispatch_matches_reference_on_cpu(monkeypatch: pytest.MonkeyPatch) -> N
 
 def test_select_backend_on_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("SGXL_KERNELS", raising=False)
-    assert kernels.select_backend(torch.zeros(1, 1, 4, 4)).name == "fir_matmul"
+    assert kernels.select_backend(torch.zeros(1, 1, 4, 4)).name == "fir_conv"
     assert kernels.select_backend(torch.zeros(1, 1, 4, 4, dtype=torch.float16)).name == "reference"
     monkeypatch.setenv("SGXL_KERNELS", "no-such-backend")
     with pytest.raises(ValueError, match="names no kernel backend"):
