@@ -259,21 +259,13 @@ def cmd_train(args: argparse.Namespace) -> int:
         resume = Path(args.resume) if args.resume else None
         out = str(resume if resume and resume.is_dir() else resume.parent.parent if resume else "runs/run")
     opts = TrainOptions(
-        data=args.data, out=out, preset=args.preset, grow_from=args.grow_from, head_layers=args.head_layers,
+        data=args.data or "", out=out, preset=args.preset, grow_from=args.grow_from, head_layers=args.head_layers,
         keep_d=args.keep_d, resume=args.resume, batch=args.batch, batch_gpu=args.batch_gpu, kimg=args.kimg,
         snapshot_kimg=args.snap, tick_kimg=args.tick, g_lr=args.glr, d_lr=args.dlr, cls_weight=args.cls_weight,
         class_map=class_map, range_weight=args.range_weight,
         blur_fade_kimg=args.blur_fade_kimg, d_input_size=args.d_input_size, deit_weights=args.deit_weights,
         mirror=args.mirror, seed=args.seed, device=args.device, progress=not args.no_progress,
         metrics=metrics, metrics_num=args.metrics_num)
-    if opts.resume and not opts.data:
-        from core.io.checkpoint import load_checkpoint
-
-        resume = Path(opts.resume)
-        ckpt = load_checkpoint(resume / "latest.sgxl" if resume.is_dir() else resume)
-        opts.data = ckpt.meta.get("dataset") or ""
-        if not opts.data:
-            raise UserInputError("this snapshot does not record its dataset; pass --data")
     last = run_training(opts)
     if last is not None:
         print(f"last snapshot: {last}")

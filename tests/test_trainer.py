@@ -91,14 +91,23 @@ def test_resume_continues_exactly(tmp_path: Path, effnet) -> None:
 
 
 def test_resume_through_the_launcher_rebuilds_the_runs_discriminator(tmp_path: Path, monkeypatch) -> None:
-    """`sgxl train --resume RUN` needs no repeated options: D gets the run's --d-input-size (64 here), not
-    the option's default (224), so the resumed run logs the same numbers as the uninterrupted one."""
+    """`sgxl train --resume RUN` needs no repeated options: the data is the run's, D gets the run's
+    --d-input-size (64 here), not the option's default (224), so the resumed run logs the same numbers as
+    the uninterrupted one."""
     import shutil
 
     import core.data.dataset
     from core.training import launch
 
-    monkeypatch.setattr(core.data.dataset, "ImageDataset", lambda path: ToyDataset(n=24, res=16, classes=3))
+    opened = []
+
+    def open_toy(path: str) -> ToyDataset:
+        opened.append(path)
+        data = ToyDataset(n=24, res=16, classes=3)
+        data.path = path  # what a real dataset records in the snapshot
+        return data
+
+    monkeypatch.setattr(core.data.dataset, "ImageDataset", open_toy)
     full = tmp_path / "full"
     launch.run_training(launch.TrainOptions(data="toy", out=str(full), preset="tiny", batch=4, kimg=0.016,
                                             snapshot_kimg=0.008, tick_kimg=0.004, d_input_size=64, seed=1,
@@ -106,8 +115,9 @@ def test_resume_through_the_launcher_rebuilds_the_runs_discriminator(tmp_path: P
     part = tmp_path / "part"
     part.mkdir()
     shutil.copy(full / "snapshots" / "snapshot-000000008.sgxl", part / "latest.sgxl")
-    launch.run_training(launch.TrainOptions(data="toy", out=str(part), resume=str(part), kimg=0.016, device="cpu",
+    launch.run_training(launch.TrainOptions(data="", out=str(part), resume=str(part), kimg=0.016, device="cpu",
                                             progress=False))
+    assert opened == ["toy", "toy"]  # no --data: the dataset the snapshot records
     ticks_full = [r for r in read_log(full) if "D_loss" in r and r["kimg"] > 0.008]
     ticks_resumed = [r for r in read_log(part) if "D_loss" in r]
     assert [r["kimg"] for r in ticks_resumed] == [0.012, 0.016]

@@ -23,7 +23,7 @@ from core.training.trainer import TrainConfig, Trainer, TrainState, build_genera
 
 @dataclass
 class TrainOptions:
-    data: str
+    data: str  # "" with `resume`: the dataset the snapshot records
     out: str
     preset: str = "tiny"
     grow_from: str | None = None
@@ -104,7 +104,15 @@ def run_training(opts: TrainOptions) -> Path | None:
     device = init_distributed(opts.device)
     if device.type == "cpu":
         retain_freed_memory()  # ~1.35x faster CPU steps (see core/memory.py)
-    dataset = ImageDataset(opts.data)
+    resume_ckpt = grown_from = None
+    data = opts.data
+    if opts.resume:
+        path = Path(opts.resume)
+        resume_ckpt = load_checkpoint(path / "latest.sgxl" if path.is_dir() else path)
+        data = data or resume_ckpt.meta.get("dataset") or ""
+        if not data:
+            raise UserInputError("this snapshot does not record its dataset; pass --data")
+    dataset = ImageDataset(data)
     loss_cfg = LossConfig(cls_weight=opts.cls_weight, class_map=opts.class_map, blur_fade_kimg=opts.blur_fade_kimg,
                           range_weight=opts.range_weight)
     stage_kimg = 10.0 if opts.kimg is None else opts.kimg
@@ -112,13 +120,11 @@ def run_training(opts: TrainOptions) -> Path | None:
                       tick_kimg=opts.tick_kimg, g_lr=opts.g_lr, d_lr=opts.d_lr, seed=opts.seed, mirror=opts.mirror,
                       loss=loss_cfg, disc=DiscriminatorConfig(input_size=opts.d_input_size),
                       metrics=list(opts.metrics or []), metrics_num=opts.metrics_num)
-    resume_ckpt = grown_from = None
-    if opts.resume:
-        path = Path(opts.resume)
-        resume_ckpt = load_checkpoint(path / "latest.sgxl" if path.is_dir() else path)
+    if resume_ckpt is not None:
         saved = resume_ckpt.meta.get("train_config")
         if saved is None:
-            raise UserInputError(f"{path} is not a training snapshot (no training state); use --grow-from instead")
+            raise UserInputError(f"{opts.resume} is not a training snapshot (no training state); use --grow-from "
+                                 "instead")
         cfg = TrainConfig.from_dict(saved)
         if opts.kimg is not None:  # the only settings a resume may change: how far to go, what to measure
             cfg.kimg = opts.kimg
