@@ -121,6 +121,16 @@ def test_explorer_drag_click_and_pixels_match_core(launch, gui_tools, tiny_ckpt:
     st = app.wait_shown("class 1 from the grid", lambda s: s["settings"]["classes"] == [[1, 1.0]])
     img4 = view_region(app.screenshot("05_grid_class1"), st["rects"]["image"], res)
     assert mad(img4, core_image(tiny_ckpt, st["settings"])) < MATCH
+    assert st["main_window"] == st["viewport"]
+
+    # 5. Resize the window: the main window (not Dear PyGui's primary window, see Explorer.build_ui) follows
+    # the viewport, and the view lays the image out again, still matching the core's image.
+    app.xdotool("search", "--name", "StyleGAN-XL explorer", "windowsize", 1200, 800)
+    st = app.wait_for("resized", lambda s: s["viewport"] == [1200, 800] and s["main_window"] == [1200, 800]
+                      and s["rects"]["image"]["h"] < rects["image"]["h"] - 100)
+    st = app.wait_shown("resized (drawn)")
+    img5 = view_region(app.screenshot("06_resized"), st["rects"]["image"], res)
+    assert mad(img5, core_image(tiny_ckpt, st["settings"])) < MATCH
     print(f"screen vs core MAD: first {mad(img0, core_image(tiny_ckpt, settings0)):.2f}, "
           f"class1 {mad(img4, core_image(tiny_ckpt, st['settings'])):.2f}; "
           f"changes: psi {mad(img1, img0):.1f}, seed {mad(img2, img1):.1f}, class {mad(img3, img2):.1f}, "
