@@ -98,13 +98,11 @@ def filtered_lrelu(x: torch.Tensor, fu: torch.Tensor | None = None, fd: torch.Te
     """Same contract as `kernels.reference.filtered_lrelu` (bias, up-FIR, lrelu*gain, clamp, down-FIR)."""
     if x.ndim != 4 or any(f is not None and f.ndim != 1 for f in (fu, fd)):
         return reference.filtered_lrelu(x, fu, fd, b, up, down, padding, gain, slope, clamp, flip_filter)
-    if b is not None:
-        if b.ndim != 1 or b.shape[0] != x.shape[1]:
-            raise ValueError(f"bias shape {tuple(b.shape)} does not match x.shape[1]={x.shape[1]}")
-        x = x + b.reshape(1, -1, 1, 1)
+    biased = reference.bias_act(x, b)  # checks b's shape; x itself when there is no bias
     if fu is None and fd is None and up == 1 and down == 1 and parse_padding(padding) == (0, 0, 0, 0):
         # Nothing to resample (e.g. the toRGB layer); `activate` may work in place, never on the caller's x.
-        return fir_matmul.activate(x if b is not None else x.clone(), slope, gain, clamp)
+        return fir_matmul.activate(biased if biased is not x else x.clone(), slope, gain, clamp)
+    x = biased
     x = x.contiguous(memory_format=torch.channels_last)  # all four passes run channels-last
     # Leaky ReLU is positively homogeneous (lrelu(g * x) = g * lrelu(x) for g > 0), so the activation
     # gain rides along in the upsampling taps instead of costing a pass over the largest tensor.

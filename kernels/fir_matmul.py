@@ -155,10 +155,7 @@ def filtered_lrelu(x: torch.Tensor, fu: torch.Tensor | None = None, fd: torch.Te
     if x.ndim != 4 or any(f is not None and f.ndim != 1 for f in (fu, fd)):
         return reference.filtered_lrelu(x, fu, fd, b, up, down, padding, gain, slope, clamp, flip_filter)
     px0, px1, py0, py1 = parse_padding(padding)
-    if b is not None:
-        if b.ndim != 1 or b.shape[0] != x.shape[1]:
-            raise ValueError(f"bias shape {tuple(b.shape)} does not match x.shape[1]={x.shape[1]}")
-        x = x + b.reshape(1, -1, 1, 1)
+    x = reference.bias_act(x, b)  # checks b's shape; x itself when there is no bias
     # Leaky ReLU is positively homogeneous (lrelu(g * x) = g * lrelu(x) for g > 0), so the activation
     # gain rides along in the upsampling matrix instead of costing a pass over the largest tensor.
     fold = gain > 0
