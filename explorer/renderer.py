@@ -641,8 +641,9 @@ def ws_for(G: torch.nn.Module, seeds: Weights, classes: Weights, psi: float, dev
            ) -> torch.Tensor:
     """[1, num_ws, w_dim]: the W blend of `seeds` in the class blend `classes`, truncated by `psi`.
 
-    One seed in one class is literally `core.sampling.ws_from_seeds` (so the explorer and
-    `sgxl generate` agree bit for bit); blends map every seed with the blended class input,
+    One seed in one class is literally `core.sampling.ws_from_seeds` (the same w as `sgxl generate`,
+    bit for bit; the image too when generate renders that seed alone: in a larger batch float rounding
+    may move a pixel by one level); blends map every seed with the blended class input,
     truncate each toward the blended class centre (`c @ w_avg`) and average in W.
     """
     if len(seeds) == 1 and seeds[0][1] == 1.0 and len(classes) <= 1 and all(w == 1.0 for _, w in classes):

@@ -56,8 +56,8 @@ def test_generate_class_rows(ckpt_path: Path, tmp_path: Path, capsys) -> None:
     G = load_checkpoint(ckpt_path).generator
     with torch.no_grad():
         owl = to_uint8(G.synthesis(ws_from_seeds(G, [0, 1, 2], 3)))
-        first = to_uint8(G.synthesis(ws_from_seeds(G, [2], 0)))
-    assert np.array_equal(grid[:32, 32:64], owl[1]) and np.array_equal(grid[32:, 64:], first[0])
+        first = to_uint8(G.synthesis(ws_from_seeds(G, [0, 1, 2], 0)))  # each row is one batch
+    assert np.array_equal(grid[:32, 32:64], owl[1]) and np.array_equal(grid[32:, 64:], first[2])
 
     folder = tmp_path / "all"
     assert main(["generate", "--ckpt", str(ckpt_path), "--seeds", "4", "--classes", "all", "--out", str(folder)]) == 0

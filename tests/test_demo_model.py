@@ -45,7 +45,9 @@ def test_generate_defaults_to_the_demo(tmp_path: Path, capsys) -> None:
     assert "random-init" not in capsys.readouterr().err
     G = load_checkpoint(DEMO_CHECKPOINT).generator
     with torch.no_grad():
-        first = to_uint8(G.synthesis(ws_from_seeds(G, [0], 0, 1.0)))[0]
+        # The same batch as the grid's: batch size changes the float rounding (a 1-level difference at a pixel
+        # or two of the demo), so only the same computation is compared bit for bit.
+        first = to_uint8(G.synthesis(ws_from_seeds(G, [0, 1, 2, 3], 0, 1.0)))[0]
     grid = np.asarray(Image.open(out).convert("RGB"))
     assert np.array_equal(grid[:64, :64], first)
 
