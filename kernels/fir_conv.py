@@ -102,8 +102,7 @@ def filtered_lrelu(x: torch.Tensor, fu: torch.Tensor | None = None, fd: torch.Te
     if fu is None and fd is None and up == 1 and down == 1 and parse_padding(padding) == (0, 0, 0, 0):
         # Nothing to resample (e.g. the toRGB layer); `activate` may work in place, never on the caller's x.
         return fir_matmul.activate(biased if biased is not x else x.clone(), slope, gain, clamp)
-    x = biased
-    x = x.contiguous(memory_format=torch.channels_last)  # all four passes run channels-last
+    x = biased.contiguous(memory_format=torch.channels_last)  # all four passes run channels-last
     # Leaky ReLU is positively homogeneous (lrelu(g * x) = g * lrelu(x) for g > 0), so the activation
     # gain rides along in the upsampling taps instead of costing a pass over the largest tensor.
     fold = gain > 0
