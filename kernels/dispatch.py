@@ -3,8 +3,7 @@
 Backends are tried in the order of `BACKENDS`; the first whose `supports(x)` is true runs.
 Fast paths come first in that tuple and must match `kernels.reference` (tests compare them). On CPU
 `fir_conv` runs (its `filtered_lrelu` is 1.2-2.7x faster than `fir_matmul`'s, 1.6-2x with backward, bench/ops.py);
-`fir_matmul`
-stays selectable for comparison and provides the stand-alone `upfirdn2d` of both.
+`fir_matmul` stays selectable for comparison and provides the stand-alone `upfirdn2d` of both.
 `SGXL_KERNELS=<name>` forces one backend (e.g. `reference` everywhere, to bisect a numerical difference).
 """
 
