@@ -20,7 +20,6 @@ import json
 import os
 import tempfile
 import zipfile
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -28,25 +27,13 @@ from safetensors.torch import load as load_safetensors_bytes
 from safetensors.torch import save as save_safetensors_bytes
 
 from core.errors import CheckpointError
+from core.io.loaded import Checkpoint
+from core.io.official import load_official_checkpoint
 from core.networks.generator import Generator, GeneratorConfig
 
 FORMAT = "sgxl-checkpoint"
 VERSION = 1
 SUFFIX = ".sgxl"
-
-
-@dataclass
-class Checkpoint:
-    generator: Generator
-    config: GeneratorConfig
-    class_names: list[str] | None = None
-    meta: dict = field(default_factory=dict)
-    extra_tensors: dict[str, dict[str, torch.Tensor]] = field(default_factory=dict)
-    path: Path | None = None
-
-    @property
-    def kimg(self) -> float:
-        return float(self.meta.get("kimg", 0.0))
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -124,8 +111,6 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Che
     """Load a `.sgxl` checkpoint (or an official StyleGAN-XL `.pkl`, converted safely on the fly)."""
     path = Path(path)
     if path.suffix == ".pkl":
-        from core.io.official import load_official_checkpoint
-
         return load_official_checkpoint(path, device=device)
     config, blob = _read_parts(path)
     if config.get("format") != FORMAT:
