@@ -214,17 +214,34 @@ def test_unknown_globals_are_refused(tmp_path: Path, module: str, name: str, pro
     assert not marker.exists()
 
 
-def test_allowed_stubs_record_calls_but_never_run_them(tmp_path: Path) -> None:
-    # dill-style: _import_module('os') -> _get_attr(<os>, 'system') -> call it. Stubs only record.
+def test_dill_helpers_cannot_reach_os(tmp_path: Path) -> None:
+    # dill-style: _import_module('os') -> _get_attr(<os>, 'system') -> call it. Refused at the import.
     marker = tmp_path / "pwned"
     module = op_call(op_global("dill._dill", "_import_module"), op_str("os"))
     system = op_call(op_global("dill._dill", "_get_attr"), module, op_str("system"))
     path = write(tmp_path, snapshot(op_call(system, op_str(f"touch {marker}"))))
-    result = read_official_pickle(path)["G_ema"]
-    assert isinstance(result, InertObject)
+    with pytest.raises(CheckpointError, match="refused: this file imports the module 'os'"):
+        read_official_pickle(path)
     assert not marker.exists()
+    # Through an allowed module, _get_attr resolves exactly as a global would: refused names stay refused.
+    module = op_call(op_global("dill._dill", "_import_module"), op_str("torch"))
+    load = op_call(op_global("dill._dill", "_get_attr"), module, op_str("load"))
+    with pytest.raises(CheckpointError, match=r"refused: this file asks to run torch\.load"):
+        read_official_pickle(write(tmp_path, snapshot(op_call(load, op_str(f"{marker}")))))
+
+
+def test_allowed_stubs_record_calls_but_their_results_are_never_called(tmp_path: Path) -> None:
+    linear = op_call(op_global("torch.nn.modules.linear", "Linear"), op_int(3), op_int(4))
+    result = read_official_pickle(write(tmp_path, snapshot(linear)))["G_ema"]
+    assert isinstance(result, InertObject) and result.args == (3, 4)
     with pytest.raises(CheckpointError, match="not a StyleGAN generator"):
-        load_official_generator(path)
+        load_official_generator(write(tmp_path, snapshot(linear)))
+    # Calling what a stub returned (a module's forward, a rebuilt function) is what only code would do.
+    with pytest.raises(CheckpointError, match="refused: this file calls an object it rebuilt"):
+        read_official_pickle(write(tmp_path, snapshot(op_call(linear, op_str("x")))))
+    method = op_call(op_global("dill._dill", "_get_attr"), linear, op_str("forward"))
+    with pytest.raises(CheckpointError, match="refused: this file calls an object it rebuilt"):
+        read_official_pickle(write(tmp_path, snapshot(op_call(method, op_str("x")))))
 
 
 def test_copyreg_reconstructor_cannot_build_arbitrary_classes(tmp_path: Path) -> None:

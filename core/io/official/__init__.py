@@ -15,6 +15,7 @@ A family module provides `KINDS` (class name -> description), `unsupported_reaso
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -25,6 +26,7 @@ from torch import nn
 from core.errors import CheckpointError
 from core.io.loaded import Checkpoint
 from core.io.official import stylegan_xl
+from core.io.official.machine import MAX_DEPTH, TooDeep
 from core.io.official.records import (
     OfficialGenerator,
     _plain,
@@ -88,26 +90,42 @@ def load_official_generator(path: str | Path) -> nn.Module:
     return generator_from_official(read_official_generator(path))
 
 
-def _jsonable(value: Any) -> Any:
+def _jsonable(value: Any, depth: int = 0) -> Any:
+    if depth > MAX_DEPTH:
+        raise TooDeep
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
     if isinstance(value, torch.Tensor) and value.numel() == 1:
         return value.item()
     if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
+        return [_jsonable(v, depth + 1) for v in value]
     if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
+        return {str(k): _jsonable(v, depth + 1) for k, v in value.items()}
     return repr(value)
+
+
+def _trained_kimg(data: dict) -> float | None:
+    """progress['cur_nimg'] / 1000 when it is a number or a one-element tensor (else unknown: None)."""
+    progress = data.get("progress")
+    nimg = progress.get("cur_nimg") if isinstance(progress, dict) else None
+    if isinstance(nimg, torch.Tensor) and nimg.numel() == 1 and not nimg.is_complex():
+        nimg = nimg.item()
+    if isinstance(nimg, (int, float)) and not isinstance(nimg, bool) and math.isfinite(nimg):
+        return float(nimg) / 1000
+    return None
 
 
 def _snapshot_meta(data: dict, og: OfficialGenerator, path: Path) -> dict:
     meta: dict[str, Any] = {"source": "official StyleGAN-XL snapshot", "source_file": path.name,
                             "official_class": og.class_name, "official_key": og.attributes.get("_snapshot_key")}
-    progress = data.get("progress")
-    if isinstance(progress, dict) and isinstance(progress.get("cur_nimg"), torch.Tensor):
-        meta["kimg"] = float(progress["cur_nimg"].item()) / 1000
+    kimg = _trained_kimg(data)
+    if kimg is not None:
+        meta["kimg"] = kimg
     if isinstance(data.get("training_set_kwargs"), dict):
-        meta["training_set_kwargs"] = _jsonable(_plain(data["training_set_kwargs"]))
+        try:
+            meta["training_set_kwargs"] = _jsonable(_plain(data["training_set_kwargs"]))
+        except (TooDeep, RecursionError):
+            raise CheckpointError(f"{path}: corrupt snapshot: its training_set_kwargs nest without end") from None
     if isinstance(og.attributes.get("path_stem"), str):
         meta["path_stem"] = og.attributes["path_stem"]
     return meta
@@ -141,9 +159,9 @@ def describe_official(path: str | Path) -> str:
     n_params = sum(t.numel() for k, t in og.tensors.items() if k in og.parameter_names)
     n_mapping = sum(t.numel() for k, t in og.tensors.items() if k in og.parameter_names and k.startswith("mapping."))
     lines.append(f"params           {n_params:,} (mapping {n_mapping:,}, synthesis {n_params - n_mapping:,})")
-    progress = data.get("progress")
-    if isinstance(progress, dict) and isinstance(progress.get("cur_nimg"), torch.Tensor):
-        lines.append(f"trained          {progress['cur_nimg'].item() / 1000:.1f} kimg")
+    kimg = _trained_kimg(data)
+    if kimg is not None:
+        lines.append(f"trained          {kimg:.1f} kimg")
     try:
         cfg = official_to_config(og)
     except CheckpointError as e:

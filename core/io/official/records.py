@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from core.errors import CheckpointError
+from core.io.official.machine import MAX_DEPTH, TooDeep
 from core.io.official.unpickler import InertObject, PersistentRecord, read_official_pickle
 
 
@@ -32,18 +33,21 @@ class OfficialGenerator:
     source: str = ""
 
 
-def _plain(value: Any) -> Any:
-    """Attribute values as plain Python (numpy scalars/arrays -> numbers/lists)."""
+def _plain(value: Any, depth: int = 0) -> Any:
+    """Attribute values as plain Python (numpy scalars/arrays -> numbers/lists); raises TooDeep on cycles."""
+    if depth > MAX_DEPTH:
+        raise TooDeep
+    if isinstance(value, np.generic):  # first: np.float64 is also a Python float
+        return value.item()
     if value is None or isinstance(value, (bool, int, float, str, bytes, torch.Tensor)):
         return value
-    if isinstance(value, np.generic):
-        return value.item()
     if isinstance(value, np.ndarray):
         return value.tolist()
     if isinstance(value, (list, tuple)):
-        return type(value)(_plain(v) for v in value) if type(value) in (list, tuple) else [_plain(v) for v in value]
+        items = [_plain(v, depth + 1) for v in value]
+        return tuple(items) if type(value) is tuple else items
     if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
+        return {k: _plain(v, depth + 1) for k, v in value.items()}
     if isinstance(value, (set, frozenset)):
         return sorted(map(str, value))
     if isinstance(value, PersistentRecord):
@@ -66,6 +70,8 @@ def _flatten(obj: Any, prefix: str, og: OfficialGenerator, parents: tuple[int, .
                               f"({type(obj).__name__}); the file is not a StyleGAN generator snapshot")
     if id(obj) in parents:
         raise CheckpointError(f"{og.source}: corrupt generator: module '{prefix.rstrip('.')}' contains itself")
+    if len(parents) > MAX_DEPTH:
+        raise TooDeep
     parents = (*parents, id(obj))
     class_name, state = found
     og.module_classes[prefix.rstrip(".")] = class_name
@@ -103,11 +109,12 @@ def official_generator_from_snapshot(data: dict, source: str = "snapshot") -> Of
     record = data[key]
     if not isinstance(record, PersistentRecord):
         raise CheckpointError(f"{source}: '{key}' is not a StyleGAN generator module")
-    og = OfficialGenerator(class_name=record.class_name, init_kwargs=_plain(record.state.get("_init_kwargs") or {}),
-                           tensors={}, attributes={}, source=source)
+    og = OfficialGenerator(class_name=record.class_name, init_kwargs={}, tensors={}, attributes={}, source=source)
     try:
+        init_kwargs = _plain(record.state.get("_init_kwargs") or {})
+        og.init_kwargs = init_kwargs if isinstance(init_kwargs, dict) else {}
         _flatten(record, "", og)
-    except RecursionError:
+    except (TooDeep, RecursionError):
         raise CheckpointError(f"{source}: corrupt generator: its attributes nest without end") from None
     og.attributes["_snapshot_key"] = key
     return og
