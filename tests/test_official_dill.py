@@ -20,6 +20,7 @@ from core.io.official import official_to_config, read_official_generator, read_o
 from tests.helpers import OFFICIAL_FIXTURES
 
 STEMS = ["sgxl_dill_np1_stem16_c10", "sgxl_dill_stem16_c10", "sgxl_dill041_stem16_c10"]
+SUPERRES = "sgxl_dill_np1_superres32_c10"  # SuperresGenerator(head_layers=3, up_factor=2) as train.py makes it
 TRAIN_PY_BETA = 0.5 ** (64 / 20000)  # official train.py: the stem's magnitude_ema_beta from batch 64
 
 
@@ -55,23 +56,26 @@ def test_dill_snapshot_attributes_are_plain_values(name: str) -> None:
     assert (cfg.mapping.c_dim, cfg.synthesis.stem_resolution, cfg.synthesis.num_layers) == (10, 16, 6)
 
 
-@pytest.mark.parametrize("name", STEMS)
+@pytest.mark.parametrize("name", [*STEMS, SUPERRES])
 def test_dill_snapshot_info_convert_generate_reproduce_gen_images(name: str, tmp_path: Path, capsys) -> None:
     pkl = fixture(name)
     expected = np.load(OFFICIAL_FIXTURES / f"{name}_expected_seeds.npz")["seeds0-3_class3_psi0.7"]
     assert main(["info", str(pkl)]) == 0
     info = capsys.readouterr().out
     assert "conversion       supported" in info and "classes          10" in info
+    if name == SUPERRES:
+        assert "magnitude EMA    stem 0.997784, stage 1 0.999" in info
 
     out = tmp_path / f"{name}.sgxl"
     assert main(["convert", str(pkl), "--out", str(out)]) == 0
-    assert load_checkpoint(out).meta["official_class"] == "Generator"
+    assert load_checkpoint(out).meta["official_class"] == ("SuperresGenerator" if name == SUPERRES else "Generator")
     for ckpt in (pkl, out):  # straight from the pickle, and from the converted file
         folder = tmp_path / f"images_{ckpt.suffix[1:]}"
         assert main(["generate", "--ckpt", str(ckpt), "--seeds", "0-3", "--class", "3", "--trunc", "0.7",
                      "--out", str(folder)]) == 0
         images = np.stack([np.asarray(Image.open(folder / f"seed{s:04d}.png")) for s in range(4)])
-        assert images.shape == expected.shape == (4, 16, 16, 3)
+        res = 32 if name == SUPERRES else 16
+        assert images.shape == expected.shape == (4, res, res, 3)
         diff = np.abs(images.astype(np.int16) - expected.astype(np.int16))
         assert diff.max() <= 1, f"{ckpt.name}: max uint8 difference {diff.max()}"
 
@@ -87,3 +91,26 @@ def test_dill_forms_of_numpy_values_are_what_the_fixtures_hold() -> None:
     assert b"_create_array" in dill041 and b"_get_attr" not in dill041
     data = read_official_pickle(fixture(STEMS[2]))
     assert data["training_set_kwargs"]["resolution"] == 16
+
+
+def test_train_py_superres_betas_round_trip_through_convert(tmp_path: Path) -> None:
+    """train.py: stem beta from the batch size, new head layers 0.999; both survive convert -> save -> load."""
+    pkl = fixture(SUPERRES)
+    og = read_official_generator(pkl)
+    official = {name: og.attributes[f"synthesis.{name}.magnitude_ema_beta"]
+                for name in og.attributes["synthesis.layer_names"]}
+    assert set(official.values()) == {TRAIN_PY_BETA, 0.999}
+    assert {official[n] for n in og.attributes["head_layer_names"]} == {0.999}
+    cfg = official_to_config(og)
+    assert cfg.synthesis.magnitude_ema_beta == TRAIN_PY_BETA
+    assert [s.magnitude_ema_beta for s in cfg.synthesis.stages] == [0.999]
+
+    out = tmp_path / "superres.sgxl"
+    assert main(["convert", str(pkl), "--out", str(out)]) == 0
+    again = tmp_path / "again.sgxl"
+    assert main(["convert", str(out), "--out", str(again)]) == 0  # .sgxl -> .sgxl export
+    for path in (out, again):
+        ckpt = load_checkpoint(path)
+        assert ckpt.config == cfg
+        ours = {layer.spec.name: layer.magnitude_ema_beta for layer in ckpt.generator.synthesis.layers()}
+        assert ours == official  # exactly: JSON keeps every digit of a float

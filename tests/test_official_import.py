@@ -254,8 +254,9 @@ def _official_like(G: Generator, class_name: str, keep_sampling_rates: bool = Tr
         attrs[f"synthesis.{key}"] = getattr(s, key)
     for layer in G.synthesis.layers():
         p = f"synthesis.{layer.spec.name}."
-        for key in ("filter_size", "lrelu_upsampling", "conv_clamp", "magnitude_ema_beta"):
+        for key in ("filter_size", "lrelu_upsampling", "conv_clamp"):
             attrs[p + key] = getattr(s, key)
+        attrs[p + "magnitude_ema_beta"] = layer.magnitude_ema_beta
         for key in ("in_channels", "out_channels", "in_cutoff", "out_cutoff", "is_torgb"):
             attrs[p + key] = getattr(layer.spec, key)
         attrs[p + "padding"] = list(layer.padding)
@@ -295,6 +296,26 @@ def test_multi_stage_superres_layout_is_deduced(stages: list[GrowthStage], keep_
     z, c = torch.randn(2, G.z_dim), torch.tensor([1, 3])
     with torch.no_grad():
         assert torch.equal(G2(z, c, psi=0.6), G(z, c, psi=0.6))
+
+
+def test_per_stage_magnitude_ema_betas_are_deduced() -> None:
+    # As the official train.py makes them: the stem's beta from the batch size, each head's its own.
+    cfg = preset_config("tiny", 16, c_dim=4)
+    cfg.mapping.w_dim = 64
+    cfg.synthesis.channel_base, cfg.synthesis.channel_max, cfg.synthesis.num_layers = 512, 32, 5
+    cfg.synthesis.magnitude_ema_beta = 0.5 ** (64 / 20000)
+    cfg.synthesis.stages = [GrowthStage(2, 4, magnitude_ema_beta=0.999), GrowthStage(2, 3, magnitude_ema_beta=0.99)]
+    G = Generator(cfg).eval()
+    betas = [layer.magnitude_ema_beta for layer in G.synthesis.layers()]
+    assert sorted(set(betas)) == [0.99, cfg.synthesis.magnitude_ema_beta, 0.999]
+    og = _official_like(G, "SuperresGenerator")
+    got = official_to_config(og)
+    assert got == cfg
+    assert [layer.magnitude_ema_beta for layer in generator_from_official(og).synthesis.layers()] == betas
+    # A stage whose own layers disagree cannot be represented: refused, naming the stage.
+    og.attributes[f"synthesis.{G.synthesis.layer_names[0]}.magnitude_ema_beta"] = 0.9
+    with pytest.raises(CheckpointError, match="layers of the stem use different magnitude_ema_beta"):
+        official_to_config(og)
 
 
 # ----------------------------------------------------------------------------- user-facing entry points

@@ -33,6 +33,9 @@ from core.networks.layers import FullyConnectedLayer, modulated_conv2d
 class GrowthStage:
     up_factor: int = 2  # resolution multiplier of this stage (official SuperresGenerator: 2, 4, 8 or 16)
     head_layers: int = 7  # new layers before the new ToRGB
+    # EMA decay of this stage's input magnitudes; None = the stem's. The official train.py sets the
+    # stem's from the batch size while SuperresGenerator's heads keep 0.999 (it only matters for training).
+    magnitude_ema_beta: float | None = None
 
 
 @dataclass
@@ -56,6 +59,11 @@ class SynthesisConfig:
     conv_clamp: float | None = 256
     magnitude_ema_beta: float = 0.999
     stages: list[GrowthStage] = field(default_factory=list)
+
+    def stage_magnitude_ema_beta(self, stage: int) -> float:
+        """magnitude_ema_beta of the layers of `stage` (0 = stem, k = k-th growth stage)."""
+        beta = self.stages[stage - 1].magnitude_ema_beta if stage > 0 else None
+        return self.magnitude_ema_beta if beta is None else beta
 
     @property
     def img_resolution(self) -> int:
@@ -257,7 +265,7 @@ class SynthesisLayer(nn.Module):
         self.spec = spec
         self.conv_kernel = 1 if spec.is_torgb else cfg.conv_kernel
         self.conv_clamp = cfg.conv_clamp
-        self.magnitude_ema_beta = cfg.magnitude_ema_beta
+        self.magnitude_ema_beta = cfg.stage_magnitude_ema_beta(spec.stage)
         self.affine = FullyConnectedLayer(w_dim, spec.in_channels, bias_init=1)
         self.weight = nn.Parameter(
             torch.randn([spec.out_channels, spec.in_channels, self.conv_kernel, self.conv_kernel]))

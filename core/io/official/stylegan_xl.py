@@ -18,7 +18,9 @@ Official attributes -> `GeneratorConfig`: `z_dim, c_dim, w_dim` -> MappingConfig
 `mapping.w_avg_beta`, `mapping.fc0.bias_gain` (= lr_multiplier), embed width -> MappingConfig;
 `synthesis.{channel_base, channel_max, num_critical, first_cutoff, first_stopband, last_stopband_rel,
 margin_size, output_scale, num_fp16_res, conv_kernel, use_radial_filters}` and the layers'
-`filter_size, lrelu_upsampling, conv_clamp, magnitude_ema_beta` -> SynthesisConfig. A
+`filter_size, lrelu_upsampling, conv_clamp` -> SynthesisConfig; the layers' `magnitude_ema_beta` -> the
+stem's value and one per growth stage (`GrowthStage.magnitude_ema_beta`: the official train.py sets the
+stem's from the batch size, SuperresGenerator's new layers keep 0.999). A
 `SuperresGenerator` (paper Sec. 4.2) keeps the stem minus its critically sampled layers, so the
 stem's `num_layers` = kept stem layers (before the one gap in the layer indices) + num_critical;
 the stem's `sampling_rates`, still stored on the synthesis, confirm it and give the stem resolution.
@@ -131,7 +133,7 @@ def _official_to_config(og: OfficialGenerator) -> GeneratorConfig:
         raise CheckpointError(f"{og.source}: the synthesis network has no layers")
     first = f"synthesis.{names[0]}."
     per_layer = {}
-    for key in ("filter_size", "lrelu_upsampling", "conv_clamp", "magnitude_ema_beta"):
+    for key in ("filter_size", "lrelu_upsampling", "conv_clamp"):
         values = {repr(og.attributes.get(f"synthesis.{n}.{key}")) for n in names}
         if len(values) != 1:
             raise CheckpointError(f"{og.source}: the layers use different {key} values ({', '.join(sorted(values))});"
@@ -151,7 +153,7 @@ def _official_to_config(og: OfficialGenerator) -> GeneratorConfig:
         filter_size=int(per_layer["filter_size"]), lrelu_upsampling=int(per_layer["lrelu_upsampling"]),
         use_radial_filters=bool(_attr(og, "synthesis.use_radial_filters")),
         conv_clamp=None if per_layer["conv_clamp"] is None else float(per_layer["conv_clamp"]),
-        magnitude_ema_beta=float(per_layer["magnitude_ema_beta"]),
+        magnitude_ema_beta=float(_attr(og, first + "magnitude_ema_beta")),  # per stage: _set_stage_betas
     )
     if base["conv_clamp"] is not None and float(base["conv_clamp"]).is_integer():
         base["conv_clamp"] = int(base["conv_clamp"])
@@ -170,6 +172,7 @@ def _official_to_config(og: OfficialGenerator) -> GeneratorConfig:
             problem = _spec_mismatch(og, name, spec)
             if problem:
                 raise CheckpointError(f"{og.source}: unsupported architecture: {problem}")
+        _set_stage_betas(og, synthesis, names)
         return GeneratorConfig(mapping=mapping, synthesis=synthesis)
 
     # SuperresGenerator: only the stem's gap is visible in the names (later stages number their
@@ -190,9 +193,27 @@ def _official_to_config(og: OfficialGenerator) -> GeneratorConfig:
         stages = _search_stages(og, names, stem, img_res, last_up, last_head)
         if stages is not None:
             stem.stages = stages
+            _set_stage_betas(og, stem, names)
             return GeneratorConfig(mapping=mapping, synthesis=stem)
     raise CheckpointError(f"{og.source}: unsupported architecture: no StyleGAN-XL growth schedule reproduces "
                           f"its synthesis layers ({', '.join(names[:4])}, ...)")
+
+
+def _set_stage_betas(og: OfficialGenerator, synthesis: SynthesisConfig, names: list[str]) -> None:
+    """The stem's and each growth stage's magnitude_ema_beta from the layers (one value per stage)."""
+    _, specs = layer_specs(synthesis)
+    by_stage: dict[int, set[float]] = {}
+    for name, spec in zip(names, specs):
+        by_stage.setdefault(spec.stage, set()).add(float(_attr(og, f"synthesis.{name}.magnitude_ema_beta")))
+    for stage, values in sorted(by_stage.items()):
+        if len(values) != 1:
+            where = "stem" if stage == 0 else f"growth stage {stage}"
+            raise CheckpointError(f"{og.source}: the layers of the {where} use different magnitude_ema_beta values "
+                                  f"({', '.join(map(repr, sorted(values)))}); ours has one value per stage")
+    (synthesis.magnitude_ema_beta,) = by_stage[0]
+    for k, stage in enumerate(synthesis.stages, start=1):
+        (beta,) = by_stage.get(k, {synthesis.magnitude_ema_beta})
+        stage.magnitude_ema_beta = None if beta == synthesis.magnitude_ema_beta else beta
 
 
 _SPEC_KEYS = ("in_channels", "out_channels", "in_sampling_rate", "out_sampling_rate", "in_cutoff", "out_cutoff",
@@ -302,6 +323,7 @@ def _verify_architecture(G: Generator, og: OfficialGenerator) -> None:
         check(p + "down_factor", layer.down_factor)
         check(p + "padding", layer.padding)
         check(p + "conv_kernel", layer.conv_kernel)
+        check(p + "magnitude_ema_beta", layer.magnitude_ema_beta)
     for name, module in G.named_modules():
         if isinstance(module, FullyConnectedLayer):
             check(f"{name}.activation", module.activation)
@@ -367,6 +389,9 @@ def describe_lines(og: OfficialGenerator, cfg: GeneratorConfig) -> list[str]:
     stages = ", ".join(f"x{st.up_factor} with {st.head_layers} head layers" for st in s.stages) or "none"
     lines = [f"stages           stem {s.stem_resolution}² with {s.num_layers} layers; growth stages: {stages}",
              f"channels         base {s.channel_base}, max {s.channel_max}"]
+    if any(st.magnitude_ema_beta is not None for st in s.stages):  # train.py's mix (matters for training only)
+        betas = ", ".join(f"stage {k} {s.stage_magnitude_ema_beta(k):.6g}" for k in range(1, len(s.stages) + 1))
+        lines.append(f"magnitude EMA    stem {s.magnitude_ema_beta:.6g}, {betas}")
     if og.class_name == "SuperresGenerator":
         lines.append(f"head layers      {', '.join(og.attributes.get('head_layer_names') or [])}")
     return lines
