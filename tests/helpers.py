@@ -70,3 +70,41 @@ def install_persistence_stand_in(monkeypatch: pytest.MonkeyPatch, body: Callable
     monkeypatch.setitem(sys.modules, "torch_utils", package)
     monkeypatch.setitem(sys.modules, "torch_utils.persistence", module)
     return _reconstruct_persistent_obj
+
+
+class OfficialRecord:
+    """Pickles like an official persistent module: REDUCE(_reconstruct_persistent_obj, (meta,))."""
+
+    def __init__(self, fn: object, class_name: str, state: dict) -> None:
+        self.fn, self.class_name, self.state = fn, class_name, state
+
+    def __reduce__(self) -> tuple:
+        meta = {"type": "class", "version": 6, "module_src": "", "class_name": self.class_name, "state": self.state}
+        return self.fn, (meta,)
+
+
+def writable_official(obj: object, fn: object) -> object:
+    """What the safe reader read (records, dicts, tensors, the mapping's Embedding stub) as picklable objects.
+
+    `fn` is the persistence stand-in of `install_persistence_stand_in`; the result pickles (with pickle or
+    dill) as the official training loop pickles a generator.
+    """
+    from core.io.official import InertObject, PersistentRecord
+
+    if isinstance(obj, PersistentRecord):
+        return OfficialRecord(fn, obj.class_name, writable_official(obj.state, fn))
+    if isinstance(obj, dict):
+        return type(obj)((k, writable_official(v, fn)) for k, v in obj.items())
+    if isinstance(obj, list):
+        return [writable_official(v, fn) for v in obj]
+    if isinstance(obj, torch.Tensor):
+        return obj.clone()
+    if isinstance(obj, InertObject) and obj.class_name == "Embedding":
+        weight = obj.state["_parameters"]["weight"]
+        embed = torch.nn.Embedding(*weight.shape)
+        with torch.no_grad():
+            embed.weight.copy_(weight)
+        return embed
+    if isinstance(obj, InertObject):
+        raise TypeError(f"cannot write {obj!r} back")
+    return obj

@@ -32,7 +32,7 @@ from core.networks.generator import Generator
 from core.networks.presets import preset_config
 from core.networks.synthesis import GrowthStage
 from core.sampling import to_uint8, ws_from_seeds
-from tests.helpers import OFFICIAL_FIXTURES, install_persistence_stand_in
+from tests.helpers import OFFICIAL_FIXTURES, install_persistence_stand_in, writable_official
 
 FIXTURES = OFFICIAL_FIXTURES
 STEM = FIXTURES / "sgxl_tiny16_c10.pkl"
@@ -355,17 +355,6 @@ def test_generator_falls_back_to_G_without_G_ema() -> None:
     assert og.attributes["_snapshot_key"] == "G" and og.class_name == "Generator"
 
 
-class _Record:
-    """Pickles like an official persistent module: REDUCE(_reconstruct_persistent_obj, (meta,))."""
-
-    def __init__(self, fn: object, class_name: str, state: dict) -> None:
-        self.fn, self.class_name, self.state = fn, class_name, state
-
-    def __reduce__(self) -> tuple:
-        meta = {"type": "class", "version": 6, "module_src": "", "class_name": self.class_name, "state": self.state}
-        return self.fn, (meta,)
-
-
 @pytest.fixture
 def persistence_fn(monkeypatch: pytest.MonkeyPatch) -> object:
     """A stand-in `torch_utils.persistence._reconstruct_persistent_obj` so pickle can name it."""
@@ -374,16 +363,6 @@ def persistence_fn(monkeypatch: pytest.MonkeyPatch) -> object:
         raise AssertionError("only written, never loaded with plain pickle")
 
     return install_persistence_stand_in(monkeypatch, never_loaded)
-
-
-def _writable(obj: object, fn: object) -> object:
-    if isinstance(obj, PersistentRecord):
-        return _Record(fn, obj.class_name, _writable(obj.state, fn))
-    if isinstance(obj, dict):
-        return type(obj)((k, _writable(v, fn)) for k, v in obj.items())
-    if isinstance(obj, torch.Tensor):
-        return obj.clone()
-    return obj
 
 
 @needs_fixtures
@@ -398,7 +377,7 @@ def test_stylegan3_snapshot_is_described_but_not_converted(tmp_path: Path, persi
     del mapping["_modules"]["embed_proj"]
     g_ema.state["z_dim"] = 512
     path = tmp_path / "stylegan3-like.pkl"
-    path.write_bytes(pickle.dumps({"G_ema": _writable(g_ema, persistence_fn)}, protocol=4))
+    path.write_bytes(pickle.dumps({"G_ema": writable_official(g_ema, persistence_fn)}, protocol=4))
 
     text = describe_official(path)
     assert "z 512" in text and "not supported" in text and "StyleGAN3" in text

@@ -29,6 +29,7 @@ from core.io.official import stylegan_xl
 from core.io.official.machine import MAX_DEPTH, TooDeep
 from core.io.official.records import (
     OfficialGenerator,
+    TooLarge,
     _plain,
     official_generator_from_snapshot,
     read_official_generator,
@@ -66,6 +67,12 @@ def _load_strict(G: nn.Module, state: dict[str, torch.Tensor], source: str) -> N
         if tuple(tensor.shape) != tuple(ours[name].shape):
             raise CheckpointError(f"{source}: tensor {name} has shape {list(tensor.shape)}, "
                                   f"ours {list(ours[name].shape)}")
+        if ours[name].is_floating_point() and not tensor.is_floating_point():
+            raise CheckpointError(f"{source}: tensor {name} holds {tensor.dtype} values where the generator "
+                                  "needs floating point numbers")
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise CheckpointError(f"{source}: tensor {name} holds NaN or infinite values; the images would be "
+                                  "blank (a diverged or damaged snapshot)")
     missing = sorted(set(ours) - set(state))
     if missing:
         raise CheckpointError(f"{source}: the file lacks {len(missing)} tensors our generator needs, "
@@ -79,7 +86,12 @@ def generator_from_official(og: OfficialGenerator) -> nn.Module:
     if reason:
         raise CheckpointError(f"{og.source}: {reason}")
     cfg = family.official_to_config(og)
-    G = family.build_generator(cfg)
+    try:
+        G = family.build_generator(cfg)
+    except (ValueError, TypeError, RuntimeError, ZeroDivisionError, OverflowError, IndexError, KeyError,
+            MemoryError) as e:
+        raise CheckpointError(f"{og.source}: cannot build a generator with the file's settings "
+                              f"({type(e).__name__}: {e})") from None
     family.verify_generator(G, og)
     _load_strict(G, family.official_state_dict(og, cfg), og.source)
     return G.eval().requires_grad_(False)
@@ -124,8 +136,9 @@ def _snapshot_meta(data: dict, og: OfficialGenerator, path: Path) -> dict:
     if isinstance(data.get("training_set_kwargs"), dict):
         try:
             meta["training_set_kwargs"] = _jsonable(_plain(data["training_set_kwargs"]))
-        except (TooDeep, RecursionError):
-            raise CheckpointError(f"{path}: corrupt snapshot: its training_set_kwargs nest without end") from None
+        except (TooDeep, TooLarge, RecursionError):
+            raise CheckpointError(f"{path}: corrupt snapshot: its training_set_kwargs nest without end or are "
+                                  "too large") from None
     if isinstance(og.attributes.get("path_stem"), str):
         meta["path_stem"] = og.attributes["path_stem"]
     return meta
@@ -154,7 +167,8 @@ def describe_official(path: str | Path) -> str:
     lines.append(f"resolution       {res}x{res}")
     lines.append(f"latents          z {a.get('z_dim')}, w {a.get('w_dim')}, num_ws {a.get('num_ws')}")
     lines.append(f"classes          {a.get('c_dim')}")
-    layer_names = a.get("synthesis.layer_names") or []
+    layer_names = a.get("synthesis.layer_names")
+    layer_names = [str(n) for n in layer_names] if isinstance(layer_names, list) else []
     lines.append(f"layers           {len(layer_names)}: {', '.join(layer_names)}")
     n_params = sum(t.numel() for k, t in og.tensors.items() if k in og.parameter_names)
     n_mapping = sum(t.numel() for k, t in og.tensors.items() if k in og.parameter_names and k.startswith("mapping."))

@@ -11,6 +11,8 @@ machine reads the same opcodes (protocols 0-5) but:
 - every length is checked against the bytes left in the file before anything is read or allocated;
 - it executes at most `max_ops` opcodes and keeps at most `max_memo` memo entries, both derived from
   the file size (a real snapshot needs a few per kilobyte; a hostile file needs one per byte);
+- what policies build from the file's values is charged to an allocation budget of twice the file
+  size plus 64 MiB (`charge`), so copying one memoised value again and again cannot multiply memory;
 - it tracks how deeply every container it builds nests and refuses beyond `MAX_DEPTH`, so nothing
   later (hashing, repr, our own walks) can recurse without end;
 - `REDUCE`, `NEWOBJ`, `BUILD`, `SETITEM(S)`, `APPEND(S)` and `ADDITEMS` go through methods a policy
@@ -46,6 +48,11 @@ def max_memo_for(size: int) -> int:
     return 100_000 + size // 32
 
 
+def alloc_budget_for(size: int) -> int:
+    """Bytes that handlers may allocate from a `size`-byte pickle (a snapshot's tensors copy it once)."""
+    return 64 * 2**20 + 2 * size
+
+
 class Machine:
     """Runs one pickle stream from `data[start:]`; `load()` returns the value and the end position."""
 
@@ -57,6 +64,7 @@ class Machine:
         size = self.end - start
         self.max_ops = max_ops_for(size)
         self.max_memo = max_memo_for(size)
+        self.alloc_budget = self.alloc_left = alloc_budget_for(size)
         self.stack: list[Any] = []
         self.metastack: list[list[Any]] = []
         self.memo: dict[int, Any] = {}
@@ -95,6 +103,13 @@ class Machine:
 
     # ------------------------------------------------------------------ bookkeeping for policies
 
+    def charge(self, nbytes: int) -> None:
+        """Count `nbytes` that a handler allocated; refuse once the file's allocation budget is spent."""
+        self.alloc_left -= nbytes
+        if self.alloc_left < 0:
+            raise CheckpointError(f"refused: {self.source} asks for more memory than a file of its size can "
+                                  f"need ({self.alloc_budget:,} bytes); it is not a snapshot")
+
     def created(self, obj: Any) -> Any:
         """Record `obj` as made by this load (BUILD may then give it state); returns it."""
         self._created[id(obj)] = obj
@@ -111,8 +126,7 @@ class Machine:
         if depth > MAX_DEPTH:
             raise CheckpointError(f"refused: {self.source} nests values more than {MAX_DEPTH} levels deep "
                                   "(no snapshot does; the file is corrupt or hostile)")
-        if depth > 1 or id(obj) in self._depth:
-            self._depth[id(obj)] = (depth, obj)
+        self._depth[id(obj)] = (depth, obj)
 
     def _new_container(self, obj: Any, items: Any) -> Any:
         self._set_depth(obj, 1 + max((self.depth(x) for x in items), default=0))

@@ -33,22 +33,48 @@ class OfficialGenerator:
     source: str = ""
 
 
-def _plain(value: Any, depth: int = 0) -> Any:
-    """Attribute values as plain Python (numpy scalars/arrays -> numbers/lists); raises TooDeep on cycles."""
+MAX_VALUES = 2_000_000  # plain values one walk may produce (shared references would otherwise multiply)
+
+
+class TooLarge(Exception):
+    """A walk over loaded values exceeded its budget (e.g. a list holding the same huge list 1000 times)."""
+
+
+class Budget:
+    """How many more values a walk may produce; shared by every attribute of one generator."""
+
+    def __init__(self, limit: int = MAX_VALUES) -> None:
+        self.left = limit
+
+    def spend(self, n: int = 1) -> None:
+        self.left -= n
+        if self.left < 0:
+            raise TooLarge
+
+
+def _plain(value: Any, depth: int = 0, budget: Budget | None = None) -> Any:
+    """Attribute values as plain Python (numpy scalars/arrays -> numbers/lists).
+
+    Raises TooDeep on nesting beyond MAX_DEPTH (cycles included), TooLarge beyond the budget.
+    """
     if depth > MAX_DEPTH:
         raise TooDeep
+    budget = budget or Budget()
+    budget.spend()
     if isinstance(value, np.generic):  # first: np.float64 is also a Python float
         return value.item()
     if value is None or isinstance(value, (bool, int, float, str, bytes, torch.Tensor)):
         return value
     if isinstance(value, np.ndarray):
+        budget.spend(value.size)
         return value.tolist()
     if isinstance(value, (list, tuple)):
-        items = [_plain(v, depth + 1) for v in value]
+        items = [_plain(v, depth + 1, budget) for v in value]
         return tuple(items) if type(value) is tuple else items
     if isinstance(value, dict):
-        return {k: _plain(v, depth + 1) for k, v in value.items()}
+        return {k: _plain(v, depth + 1, budget) for k, v in value.items()}
     if isinstance(value, (set, frozenset)):
+        budget.spend(len(value))
         return sorted(map(str, value))
     if isinstance(value, PersistentRecord):
         return f"<module {value.class_name}>"
@@ -63,7 +89,8 @@ def _module_state(obj: Any) -> tuple[str, dict] | None:
     return None
 
 
-def _flatten(obj: Any, prefix: str, og: OfficialGenerator, parents: tuple[int, ...] = ()) -> None:
+def _flatten(obj: Any, prefix: str, og: OfficialGenerator, budget: Budget, parents: tuple[int, ...] = ()) -> None:
+    budget.spend()
     found = _module_state(obj)
     if found is None:
         raise CheckpointError(f"{og.source}: '{prefix.rstrip('.') or 'generator'}' is not a module "
@@ -94,10 +121,10 @@ def _flatten(obj: Any, prefix: str, og: OfficialGenerator, parents: tuple[int, .
         raise CheckpointError(f"{og.source}: corrupt module '{prefix.rstrip('.')}'")
     for name, sub in modules.items():
         if sub is not None:
-            _flatten(sub, f"{prefix}{name}.", og, parents)
+            _flatten(sub, f"{prefix}{name}.", og, budget, parents)
     for key, value in state.items():
         if not key.startswith("_") and key != "training":
-            og.attributes[prefix + key] = _plain(value)
+            og.attributes[prefix + key] = _plain(value, budget=budget)
 
 
 def official_generator_from_snapshot(data: dict, source: str = "snapshot") -> OfficialGenerator:
@@ -111,11 +138,15 @@ def official_generator_from_snapshot(data: dict, source: str = "snapshot") -> Of
         raise CheckpointError(f"{source}: '{key}' is not a StyleGAN generator module")
     og = OfficialGenerator(class_name=record.class_name, init_kwargs={}, tensors={}, attributes={}, source=source)
     try:
-        init_kwargs = _plain(record.state.get("_init_kwargs") or {})
+        budget = Budget()
+        init_kwargs = _plain(record.state.get("_init_kwargs") or {}, budget=budget)
         og.init_kwargs = init_kwargs if isinstance(init_kwargs, dict) else {}
-        _flatten(record, "", og)
+        _flatten(record, "", og, budget)
     except (TooDeep, RecursionError):
         raise CheckpointError(f"{source}: corrupt generator: its attributes nest without end") from None
+    except TooLarge:
+        raise CheckpointError(f"{source}: corrupt generator: its attributes hold more than {MAX_VALUES:,} values "
+                              "(repeated references?); no StyleGAN generator does") from None
     og.attributes["_snapshot_key"] = key
     return og
 

@@ -57,6 +57,8 @@ FILTER_TOLERANCE = 1e-6  # derived FIR filters must equal ours within this (floa
 
 _LAYER_RE = re.compile(r"^L(\d+)_(\d+)_(\d+)$")
 _UP_FACTORS = (2, 4, 8, 16)  # official SuperresGenerator accepts these
+MAX_RESOLUTION = 2**14
+MAX_LAYERS = 1024
 
 
 def _attr(og: OfficialGenerator, key: str, default: Any = KeyError) -> Any:
@@ -108,7 +110,7 @@ def official_to_config(og: OfficialGenerator) -> GeneratorConfig:
     """Our `GeneratorConfig` for an official StyleGAN-XL generator (stem or superres stage)."""
     try:
         return _official_to_config(og)
-    except (TypeError, ValueError) as e:
+    except (TypeError, ValueError, AttributeError, KeyError, IndexError, ZeroDivisionError, OverflowError) as e:
         raise CheckpointError(f"{og.source}: the generator's attributes are not those of StyleGAN-XL ({e})") from None
 
 
@@ -141,6 +143,11 @@ def _official_to_config(og: OfficialGenerator) -> GeneratorConfig:
         per_layer[key] = _attr(og, first + key)
     num_critical = int(_attr(og, "synthesis.num_critical"))
     img_res = int(_attr(og, "img_resolution"))
+    # Bounds for the stage search below (its work grows with the layer count and log2 of the resolution).
+    if not (4 <= img_res <= MAX_RESOLUTION and img_res & (img_res - 1) == 0):
+        raise CheckpointError(f"{og.source}: img_resolution {img_res} is not a power of two up to {MAX_RESOLUTION}")
+    if len(names) > MAX_LAYERS:
+        raise CheckpointError(f"{og.source}: {len(names)} synthesis layers; StyleGAN-XL has a few dozen")
     base = dict(
         img_channels=int(_attr(og, "img_channels")),
         channel_base=int(_attr(og, "synthesis.channel_base")), channel_max=int(_attr(og, "synthesis.channel_max")),
@@ -393,5 +400,5 @@ def describe_lines(og: OfficialGenerator, cfg: GeneratorConfig) -> list[str]:
         betas = ", ".join(f"stage {k} {s.stage_magnitude_ema_beta(k):.6g}" for k in range(1, len(s.stages) + 1))
         lines.append(f"magnitude EMA    stem {s.magnitude_ema_beta:.6g}, {betas}")
     if og.class_name == "SuperresGenerator":
-        lines.append(f"head layers      {', '.join(og.attributes.get('head_layer_names') or [])}")
+        lines.append(f"head layers      {', '.join(map(str, og.attributes.get('head_layer_names') or []))}")
     return lines

@@ -80,6 +80,12 @@ def _as_int_tuple(value: Any, what: str) -> tuple[int, ...]:
     return tuple(int(v) for v in value)
 
 
+def _check_extent(shape: tuple[int, ...], elements: int, what: str) -> None:
+    """An empty value may not carry huge dimensions: (10**12, 0) holds nothing, but its `tolist()` is 10**12 lists."""
+    if math.prod(d for d in shape if d) > max(elements, 4096):
+        raise CheckpointError(f"refused: a {what} of shape {list(shape)} with {elements:,} elements")
+
+
 def _rebuild_tensor_v2(storage: Any, storage_offset: Any, size: Any, stride: Any, requires_grad: Any = False,
                        backward_hooks: Any = None, metadata: Any = None) -> torch.Tensor:
     """A tensor viewing `storage` (torch._utils._rebuild_tensor_v2); hooks and grad flags are dropped."""
@@ -93,6 +99,8 @@ def _rebuild_tensor_v2(storage: Any, storage_offset: Any, size: Any, stride: Any
         raise CheckpointError("corrupt tensor record: size and stride do not match")
     numel = storage.flat.numel()
     count = math.prod(size_t)
+    if count == 0:
+        _check_extent(size_t, 0, "tensor")
     if count > 0:
         last = storage_offset + sum((s - 1) * st for s, st in zip(size_t, stride_t))
         if last >= numel:
@@ -197,7 +205,7 @@ def _load_from_bytes(data: Any) -> _Storage:
             elsize = torch.empty((), dtype=storage_type.dtype).element_size()
             if count != numel or count < 0 or count * elsize > len(data) - pos:
                 raise CheckpointError("corrupt tensor data: storage size does not match its data (truncated?)")
-            raw = bytearray(data[pos:pos + count * elsize])  # writable, so the tensors may be used freely
+            raw = bytearray(memoryview(data)[pos:pos + count * elsize])  # one copy, writable for torch
             pos += count * elsize
             flats[key] = (torch.frombuffer(raw, dtype=storage_type.dtype) if count
                           else torch.empty(0, dtype=storage_type.dtype))
@@ -229,7 +237,7 @@ def _check_dtype(dtype: Any) -> np.dtype:
         raise CheckpointError("refused: unexpected numpy dtype description")
     if dtype.hasobject:
         raise CheckpointError("refused: numpy arrays of Python objects are not read")
-    if dtype.kind not in _NP_KINDS or dtype.fields is not None or dtype.subdtype is not None:
+    if dtype.kind not in _NP_KINDS or dtype.fields is not None or dtype.subdtype is not None or not dtype.itemsize:
         raise CheckpointError(f"refused: numpy dtype {dtype.str!r} is not read (only plain numbers and text)")
     return dtype
 
@@ -255,6 +263,7 @@ def _np_array_setstate(array: np.ndarray, state: Any) -> None:
     if any(s < 0 for s in shape) or math.prod(shape) * dtype.itemsize != len(raw):
         raise CheckpointError(f"corrupt numpy array record: shape {list(shape)} does not match its "
                               f"{len(raw)} bytes")
+    _check_extent(shape, math.prod(shape), "numpy array")
     array.__setstate__((version, shape, dtype, fortran, bytes(raw)))
 
 
@@ -293,4 +302,5 @@ def _np_frombuffer(buf: Any, dtype: Any, shape: Any, order: Any) -> np.ndarray:
     if not isinstance(buf, (bytes, bytearray)) or order not in ("C", "F") or any(s < 0 for s in shape) \
             or math.prod(shape) * dtype.itemsize != len(buf):
         raise CheckpointError("refused: unexpected numpy buffer")
+    _check_extent(shape, math.prod(shape), "numpy array")
     return np.frombuffer(buf, dtype=dtype).reshape(shape, order=order).copy()

@@ -98,6 +98,7 @@ from core.io.official.tensors import (
     _rebuild_parameter,
     _rebuild_tensor,
     _rebuild_tensor_v2,
+    _Storage,
 )
 
 # ----------------------------------------------------------------------------- inert values
@@ -324,6 +325,19 @@ _DILL_TYPES = {"list": _list, "tuple": _tuple, "dict": _dict, "set": _set, "froz
                "ListType": _list, "TupleType": _tuple, "DictType": _dict, "ObjectType": _OBJECT_BASE}
 
 
+def _allocated(obj: Any) -> int:
+    """About how many bytes a handler's result holds that were not in the file's values before."""
+    if isinstance(obj, (bytes, bytearray, str)):
+        return len(obj)
+    if isinstance(obj, (list, tuple, set, frozenset, dict)):
+        return 64 + 16 * len(obj)
+    if isinstance(obj, np.ndarray):
+        return obj.nbytes
+    if isinstance(obj, _Storage):
+        return obj.flat.nbytes
+    return 64  # tensors are views of a storage already counted; records and stubs hold references
+
+
 def _describe(obj: Any) -> str:
     if isinstance(obj, InertObject):
         return f"an object it rebuilt ({obj.module_name}.{obj.class_name})"
@@ -387,6 +401,7 @@ class _SnapshotMachine(Machine):
             raise CheckpointError(f"refused: this file calls {_describe(func)} while loading, which only code "
                                   f"would do; nothing was run ({self.source})")
         result = func(*args)
+        self.charge(_allocated(result))
         if isinstance(result, (InertObject, _EasyDict, np.ndarray, np.dtype)):
             self.created(result)  # fresh objects of the kinds BUILD may fill in
         return result
@@ -415,6 +430,7 @@ class _SnapshotMachine(Machine):
             inst.update(state or {})
         elif isinstance(inst, np.ndarray):
             _np_array_setstate(inst, state)
+            self.charge(inst.nbytes)
         else:
             _np_dtype_setstate(inst, state)
 
