@@ -13,8 +13,10 @@ machine reads the same opcodes (protocols 0-5) but:
   the file size (a real snapshot needs a few per kilobyte; a hostile file needs one per byte);
 - what policies build from the file's values is charged to an allocation budget of twice the file
   size plus 64 MiB (`charge`), so copying one memoised value again and again cannot multiply memory;
-- it tracks how deeply every container it builds nests and refuses beyond `MAX_DEPTH`, so nothing
-  later (hashing, repr, our own walks) can recurse without end;
+- it tracks how deeply every container it builds nests and refuses beyond `MAX_DEPTH` (the fixtures
+  written by the official code nest 20 to 24 levels). Tuples and frozensets, the values that get
+  hashed, are tracked exactly; a list filled through the memo after it was nested can hide depth from
+  this count, so the walks over loaded values (`records`) stop at the same limit;
 - `REDUCE`, `NEWOBJ`, `BUILD`, `SETITEM(S)`, `APPEND(S)` and `ADDITEMS` go through methods a policy
   overrides (`call`, `new_object`, `build`, `set_items`, `append_items`); by default only plain
   containers this load created may be filled, and nothing may be called or built;
@@ -31,7 +33,7 @@ from typing import Any
 
 from core.errors import CheckpointError
 
-MAX_DEPTH = 200  # nesting levels a snapshot may use (official ones use about 20)
+MAX_DEPTH = 200  # nesting levels a snapshot may use (official ones: 20-24)
 HIGHEST_PROTOCOL = 5
 
 

@@ -38,9 +38,10 @@ The allowed names (what each becomes; why that is safe):
   slice` -> the value, through wrappers whose arguments must already be containers or numbers (no
   `bytearray(10**12)`, no `list(<a GB of bytes>)`), so memory stays linear in the file size.
 - `numpy.dtype`, `numpy.(_)core.multiarray._reconstruct / scalar`, `numpy.(_)core.numeric._frombuffer`,
-  `numpy.(_)core._multiarray_umath._reconstruct / scalar` -> numpy dtypes, arrays and scalars of plain numbers, bytes
-  and text (object, structured and sub-array dtypes are refused). Array bytes must equal shape x
-  itemsize; a dtype is always a fresh copy, and its BUILD state may only set the byte order.
+  `numpy.(_)core._multiarray_umath._reconstruct / scalar` -> numpy dtypes, arrays and scalars of plain
+  numbers, bytes and text (object, structured, sub-array and zero-size dtypes are refused). Array bytes
+  must equal shape x itemsize; a dtype is always a fresh copy, and its BUILD state may only set the
+  byte order (every other field, the flags included, must be numpy's own for that dtype).
 - `_codecs.encode(text, 'latin1')` -> bytes (how protocol 2 stores bytes); other encodings are refused.
 - `copyreg._reconstructor(cls, object, None)` -> an empty stub or EasyDict; nothing else. Its state
   arrives through the checked BUILD.
@@ -48,8 +49,8 @@ The allowed names (what each becomes; why that is safe):
 - `dill._dill._import_module(name)` -> an inert module reference: nothing is imported, and names outside
   the modules of this list and the stub prefixes are refused (`os`, `subprocess`, ...).
 - `dill._dill._get_attr(obj, name)` -> on a module reference, exactly what `find_class(module, name)`
-  gives (an entry of this list, a stub, or a refusal); dill 0.3.4 names numpy's `scalar` this way. On
-  a stub, an inert attribute record. On anything else, a refusal.
+  gives (an entry of this list, a stub, or a refusal); dill 0.3.4 names numpy's `scalar` and
+  `_reconstruct` this way. On a stub, an inert attribute record. On anything else, a refusal.
 - `dill._dill._load_type(name)` -> the wrapper for `list tuple dict set frozenset bytearray complex
   slice`, the `object` marker, or else an inert stub class: none of Python's own types is handed out.
 - `dill._dill._create_array(f, args, state, npdict)` (dill 0.4) -> a numpy array; `f` must be numpy's
@@ -61,8 +62,9 @@ The allowed names (what each becomes; why that is safe):
 
 Opcodes: all of protocols 0-5 that build data (numbers, strings, bytes, containers, memo, MARK/POP/DUP,
 FRAME, PROTO) are read with their lengths checked; GLOBAL / STACK_GLOBAL go through `find_class`;
-REDUCE / NEWOBJ / NEWOBJ_EX / BUILD and the item opcodes follow rules 2-4; persistent ids (PERSID,
-BINPERSID), INST, OBJ, EXT1/2/4 and out-of-band buffers are refused.
+REDUCE / NEWOBJ / NEWOBJ_EX / BUILD and the item opcodes follow rules 2-4, and what a handler allocates
+is charged to the machine's budget; persistent ids (PERSID, BINPERSID), INST, OBJ, EXT1/2/4 and
+out-of-band buffers are refused.
 """
 
 from __future__ import annotations
