@@ -295,12 +295,16 @@ def cmd_metrics(args: argparse.Namespace) -> int:
     rows = [(k, f"{v['value']:.6g}" + (f" ± {v['std']:.2g}" if "std" in v else ""), v["feature_space"])
             for k, v in result["metrics"].items()]
     rows += [(f"{k} (class mean)", f"{v['mean']:.6g}", f"{len(v['classes'])} classes")
-             for k, v in result["per_class"].items()]
+             for k, v in result["per_class"].items() if k != "class_acc"]  # class_acc is a class mean already
     width = max(len(r[0]) for r in rows)
     vwidth = max(len(r[1]) for r in rows)
     print(f"{'metric':<{width}}  {'value':<{vwidth}}  feature space")
     for name, value, space in rows:
         print(f"{name:<{width}}  {value:<{vwidth}}  {space}")
+    if "class_acc" in result["metrics"]:
+        from core.metrics.class_acc import format_class_acc
+
+        print("\n".join(format_class_acc(result)))
     print(f"{report.num_gen} generated vs {report.num_real} dataset images, {report.seconds:.1f} s")
     if args.out:
         out = Path(args.out)
@@ -427,6 +431,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", required=True, help="dataset zip or folder (the real images)")
     p.add_argument("--metrics", default="fd_effnet,kid,pr",
                    help="comma separated: fd_effnet, kid, pr, is_effnet (offline, EfficientNet-lite0 features); "
+                   "class_acc (generated images recognised as their class by a linear probe on the real data); "
                    "fid, is, kid_inception, pr_inception (need --inception-weights). Default fd_effnet,kid,pr")
     p.add_argument("--num", type=int, default=10000, help="generated images (default 10000)")
     p.add_argument("--num-real", type=int, help="dataset images used (default: all; else a fixed random subset)")

@@ -12,9 +12,11 @@ which feature space they were computed in (DESIGN.md §4: never call a number FI
     pr_inception       precision_inception, recall_inception   Inception-v3 file
     is                 is (+ _std)                             Inception-v3 file, 1008-way softmax, no bias
     is_effnet          is_effnet (+ _std)                      EfficientNet-lite0 ImageNet classifier
+    class_acc          class_acc (+ ceiling, per class)        linear probe on EfficientNet-lite0 (class_acc.py)
 
 Generated classes follow the dataset's label distribution (as the official metrics draw random dataset
-labels); the generated image is turned into uint8 as the official metric code does, round(x·127.5 + 127.5).
+labels), except for class_acc, which generates its own images in equal numbers per class; the generated
+image is turned into uint8 as the official metric code does, round(x·127.5 + 127.5).
 With `per_class`, FD metrics are also computed per class (generated vs real images of that class) and averaged
 over the classes that have at least 2 images on both sides.
 """
@@ -30,6 +32,7 @@ import numpy as np
 import torch
 
 from core.errors import UserInputError
+from core.metrics.class_acc import ProbeConfig, balanced_labels, class_accuracy, class_probe
 from core.metrics.features import FeatureExtractor, load_extractor
 from core.metrics.frechet import frechet_distance_to_features, mean_cov
 from core.metrics.inception_score import inception_score
@@ -40,7 +43,7 @@ from core.metrics.stats import dataset_stats
 
 @dataclass(frozen=True)
 class MetricSpec:
-    kind: str  # "fd", "kid", "pr", "is"
+    kind: str  # "fd", "kid", "pr", "is", "class_acc"
     space: str  # feature extractor name: "effnet" or "inception"
 
     @property
@@ -52,6 +55,8 @@ class MetricSpec:
             return [f"precision_{self.space}", f"recall_{self.space}"]
         if self.kind == "is":
             return ["is" if self.space == "inception" else f"is_{self.space}"]
+        if self.kind == "class_acc":
+            return ["class_acc"]
         return [f"{self.kind}_{self.space}"]
 
 
@@ -68,6 +73,7 @@ METRICS: dict[str, MetricSpec] = {
     "is": MetricSpec("is", "inception"),
     "is_inception": MetricSpec("is", "inception"),
     "is_effnet": MetricSpec("is", "effnet"),
+    "class_acc": MetricSpec("class_acc", "effnet"),
 }
 
 
@@ -93,17 +99,25 @@ class MetricsReport:
     values: dict[str, float]  # every reported number, e.g. {"fd_effnet": 12.3, "kid_effnet": 0.01, ...}
     feature_spaces: dict[str, str]  # metric key -> feature space in words
     per_class: dict[str, dict[str, float | None]] = field(default_factory=dict)  # "fd_effnet" -> {class: FD}
+    details: dict[str, dict] = field(default_factory=dict)  # extra JSON fields of a metric (class_acc: ceiling...)
+    per_class_details: dict[str, dict] = field(default_factory=dict)  # extra fields of its per-class entry
     num_gen: int = 0
     num_real: int = 0
     seconds: float = 0.0
     settings: dict = field(default_factory=dict)
 
     def flat(self) -> dict[str, float]:
-        """Numbers only (for log lines): the values plus `<fd>_class_mean` when per-class FD was computed."""
+        """Numbers only (for log lines): the values, `<fd>_class_mean` when per-class FD was computed and
+        `class_acc_ceiling` (class_acc is itself the mean over classes, so it gets no `_class_mean`)."""
         out = dict(self.values)
         for key, classes in self.per_class.items():
+            if key == "class_acc":
+                continue
             done = [v for v in classes.values() if v is not None]
             out[f"{key}_class_mean"] = float(np.mean(done)) if done else float("nan")
+        for key, extra in self.details.items():
+            if "ceiling" in extra:
+                out[f"{key}_ceiling"] = extra["ceiling"]
         return out
 
     def to_dict(self) -> dict:
@@ -114,12 +128,13 @@ class MetricsReport:
             entry: dict = {"value": value, "feature_space": self.feature_spaces[key]}
             if f"{key}_std" in self.values:
                 entry["std"] = self.values[f"{key}_std"]
-            metrics[key] = entry
+            metrics[key] = {**entry, **self.details.get(key, {})}
         per_class = {}
-        flat = self.flat()
         for key, classes in self.per_class.items():
-            per_class[key] = {"feature_space": self.feature_spaces[key], "mean": flat[f"{key}_class_mean"],
-                              "classes": classes}
+            done = [v for v in classes.values() if v is not None]
+            per_class[key] = {"feature_space": self.feature_spaces[key],
+                              "mean": float(np.mean(done)) if done else float("nan"), "classes": classes,
+                              **self.per_class_details.get(key, {})}
         return {"metrics": metrics, "per_class": per_class, "num_gen": self.num_gen, "num_real": self.num_real,
                 "seconds": round(self.seconds, 2), **self.settings}
 
@@ -199,6 +214,10 @@ def compute_metrics(
     specs = parse_metrics(metrics)
     if num < 2:
         raise UserInputError("--num must be at least 2")
+    want_class = any(s.kind == "class_acc" for s in specs)
+    if want_class and G.c_dim == 0:
+        raise UserInputError("class_acc needs a class-conditional generator; this model is unconditional "
+                             "(it has no classes to recognise)")
     device = torch.device(device) if device is not None else next(G.parameters()).device
     extractors = extractors if extractors is not None else {}
     for space in dict.fromkeys(s.space for s in specs):  # load the inception file first: fail before any work
@@ -211,14 +230,22 @@ def compute_metrics(
 
     real = {name: dataset_stats(dataset, ex, num_real, batch=batch, cache_dir=cache_dir,
                                 use_cache=use_cache, progress=progress)
-            for name, ex in used.items() if any(s.space == name and s.kind != "is" for s in specs)}
+            for name, ex in used.items() if any(s.space == name and s.kind not in ("is", "class_acc") for s in specs)}
     dataset_labels = np.asarray(getattr(dataset, "labels", None) if getattr(dataset, "labels", None) is not None
                                 else [dataset[i][1] for i in range(len(dataset))], dtype=np.int64)
     labels = generation_labels(G, dataset_labels, num, seed)
+    main_specs = [s for s in specs if s.kind != "class_acc"]
+    class_result = None
     was_training = G.training
     G.eval()
     try:
-        gen, gen_probs = generated_features(G, used, want_probs, num, labels, psi, seed, batch, device, progress)
+        gen, gen_probs = {}, {}
+        if main_specs:
+            gen, gen_probs = generated_features(G, {s.space: used[s.space] for s in main_specs}, want_probs, num,
+                                                labels, psi, seed, batch, device, progress)
+        if want_class:
+            class_result = _class_acc(G, dataset, used["effnet"], num, psi, seed, batch, device, cache_dir,
+                                      use_cache, progress)
     finally:
         G.train(was_training)
 
@@ -245,12 +272,65 @@ def compute_metrics(
         elif spec.kind == "is":
             mean, std = inception_score(gen_probs[spec.space], is_splits)
             values[spec.keys[0]], values[f"{spec.keys[0]}_std"] = mean, std
+    details: dict[str, dict] = {}
+    per_class_details: dict[str, dict] = {}
+    if class_result is not None:
+        values["class_acc"], spaces["class_acc"] = class_result.value, class_result.space
+        details["class_acc"] = class_result.details
+        per_class_out["class_acc"] = class_result.per_class
+        per_class_details["class_acc"] = class_result.per_class_details
     for key in list(values):
         if key.endswith("_std"):
             spaces[key] = spaces[key[:-4]]
-    num_real_used = max((s.features.shape[0] for s in real.values()), default=0)
-    return MetricsReport(values, spaces, per_class_out, num_gen=num, num_real=num_real_used,
-                         seconds=time.time() - t0, settings={"truncation": psi, "seed": seed})
+    num_real_used = max([s.features.shape[0] for s in real.values()]
+                        + ([class_result.num_real] if class_result else []), default=0)
+    return MetricsReport(values, spaces, per_class_out, details, per_class_details, num_gen=num,
+                         num_real=num_real_used, seconds=time.time() - t0, settings={"truncation": psi, "seed": seed})
+
+
+@dataclass
+class _ClassAccResult:
+    value: float
+    space: str
+    details: dict
+    per_class: dict[str, float | None]
+    per_class_details: dict
+    num_real: int
+
+
+def _class_acc(G, dataset, extractor: FeatureExtractor, num: int, psi: float, seed: int, batch: int,
+               device: torch.device, cache_dir: str | Path | None, use_cache: bool, progress: bool) -> _ClassAccResult:
+    """class_acc (class_acc.py): the dataset's cached probe labels `num` images generated in equal numbers per
+    class (the classes that have real images), with the same seeds -> z as the other metrics."""
+    config = ProbeConfig()
+    probe = class_probe(dataset, extractor, config, batch=max(batch, 64), cache_dir=cache_dir, use_cache=use_cache,
+                        progress=progress)
+    classes = np.unique(probe.labels)
+    if classes.max() >= G.c_dim:
+        raise UserInputError(f"the dataset has labels up to {classes.max()} but the generator has {G.c_dim} classes")
+    if num < len(classes):
+        raise UserInputError(f"class_acc needs --num >= {len(classes)} (one generated image per class at least)")
+    labels = balanced_labels(classes, num)
+    feats, _ = generated_features(G, {extractor.name: extractor}, set(), num, labels, psi, seed, batch, device,
+                                  progress)
+    acc = class_accuracy(probe.predict(feats[extractor.name]), labels)
+    ceiling = probe.ceiling
+    names = getattr(dataset, "class_names", None) or []
+
+    def name(k: int) -> str:
+        return names[k] if k < len(names) else str(k)
+
+    missing = [name(k) for k in range(G.c_dim) if k not in set(classes.tolist())]
+    details = {"plain": acc.plain, "ceiling": ceiling.balanced, "ceiling_plain": ceiling.plain,
+               "chance": 1.0 / len(classes), "classes": len(classes), "images_per_class": num // len(classes),
+               "class_draw": "equal number per class (class i % K for image i)", "classifier": config.describe(),
+               "generator_classes_without_real_images": missing}
+    per_class = {name(k): acc.per_class[int(k)] for k in classes}
+    per_class_details = {"ceiling": {name(k): ceiling.per_class[int(k)] for k in classes},
+                         "real_images": {name(k): ceiling.counts[int(k)] for k in classes},
+                         "generated_images": {name(k): acc.counts[int(k)] for k in classes}}
+    space = f"linear probe fitted on the real dataset's {extractor.description}"
+    return _ClassAccResult(acc.balanced, space, details, per_class, per_class_details, len(probe.labels))
 
 
 def _per_class_fd(real_feats: np.ndarray, real_labels: np.ndarray, gen_feats: np.ndarray,

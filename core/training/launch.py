@@ -113,6 +113,9 @@ def run_training(opts: TrainOptions) -> Path | None:
         if not data:
             raise UserInputError("this snapshot does not record its dataset; pass --data")
     dataset = ImageDataset(data)
+    if "class_acc" in (opts.metrics or []) and dataset.num_classes == 0:
+        raise UserInputError("--metrics class_acc needs a labelled dataset (a class-conditional model); this one "
+                             "has no labels")
     loss_cfg = LossConfig(cls_weight=opts.cls_weight, class_map=opts.class_map, blur_fade_kimg=opts.blur_fade_kimg,
                           range_weight=opts.range_weight)
     stage_kimg = 10.0 if opts.kimg is None else opts.kimg
