@@ -215,8 +215,9 @@ def format_class_acc(result: dict) -> list[str]:
     """Text lines for the `class_acc` entries of a metrics JSON (`MetricsReport.to_dict()`): the overall
     numbers against the real-data ceiling, then one row per class (generated vs real held-out accuracy)."""
     m, pc = result["metrics"]["class_acc"], result["per_class"]["class_acc"]
+    lo, hi = min(pc["generated_images"].values()), max(pc["generated_images"].values())
     lines = [f"class_acc {m['value']:.3f}: share of generated images the real-data probe labels with their "
-             f"class ({m['classes']} classes x {m['images_per_class']}+ images; chance {m['chance']:.3f})",
+             f"class ({m['classes']} classes x {lo if lo == hi else f'{lo}-{hi}'} images; chance {m['chance']:.3f})",
              f"  ceiling, real images held out: balanced {m['ceiling']:.3f}, plain {m['ceiling_plain']:.3f}"]
     if m.get("generator_classes_without_real_images"):
         lines.append(f"  not evaluated (no real images): {', '.join(m['generator_classes_without_real_images'])}")
