@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 from core.errors import UserInputError
-from core.metrics.class_acc import ProbeConfig, balanced_labels, class_accuracy, class_probe
+from core.metrics.class_acc import ClassProbe, ProbeConfig, balanced_labels, class_accuracy, class_probe
 from core.metrics.features import FeatureExtractor, load_extractor
 from core.metrics.frechet import frechet_distance_to_features, mean_cov
 from core.metrics.inception_score import inception_score
@@ -207,7 +207,8 @@ def compute_metrics(
 ) -> MetricsReport:
     """Metrics of generator `G` against `dataset` (items: (uint8 [3, R, R], label)).
 
-    num: generated images; num_real: dataset images (default all, a fixed random subset otherwise).
+    num: generated images; num_real: dataset images (default all, a fixed random subset otherwise; class_acc
+    always fits its probe on every labelled dataset image, so that the probe is one per dataset).
     extractors: a dict to reuse loaded feature networks across calls (filled in as needed).
     """
     t0 = time.time()
@@ -234,6 +235,12 @@ def compute_metrics(
     dataset_labels = np.asarray(getattr(dataset, "labels", None) if getattr(dataset, "labels", None) is not None
                                 else [dataset[i][1] for i in range(len(dataset))], dtype=np.int64)
     labels = generation_labels(G, dataset_labels, num, seed)
+    # class_acc's probe before any image is generated: unlabelled data fails here, a cached probe costs nothing.
+    probe = class_probe(dataset, used["effnet"], ProbeConfig(), batch=max(batch, 64), cache_dir=cache_dir,
+                        use_cache=use_cache, progress=progress) if want_class else None
+    if probe is not None and num < len(np.unique(probe.labels)):
+        raise UserInputError(f"class_acc needs --num >= {len(np.unique(probe.labels))} (one generated image per "
+                             "class at least)")
     main_specs = [s for s in specs if s.kind != "class_acc"]
     class_result = None
     was_training = G.training
@@ -243,9 +250,8 @@ def compute_metrics(
         if main_specs:
             gen, gen_probs = generated_features(G, {s.space: used[s.space] for s in main_specs}, want_probs, num,
                                                 labels, psi, seed, batch, device, progress)
-        if want_class:
-            class_result = _class_acc(G, dataset, used["effnet"], num, psi, seed, batch, device, cache_dir,
-                                      use_cache, progress)
+        if probe is not None:
+            class_result = _class_acc(G, dataset, probe, used["effnet"], num, psi, seed, batch, device, progress)
     finally:
         G.train(was_training)
 
@@ -298,18 +304,11 @@ class _ClassAccResult:
     num_real: int
 
 
-def _class_acc(G, dataset, extractor: FeatureExtractor, num: int, psi: float, seed: int, batch: int,
-               device: torch.device, cache_dir: str | Path | None, use_cache: bool, progress: bool) -> _ClassAccResult:
-    """class_acc (class_acc.py): the dataset's cached probe labels `num` images generated in equal numbers per
-    class (the classes that have real images), with the same seeds -> z as the other metrics."""
-    config = ProbeConfig()
-    probe = class_probe(dataset, extractor, config, batch=max(batch, 64), cache_dir=cache_dir, use_cache=use_cache,
-                        progress=progress)
-    classes = np.unique(probe.labels)
-    if classes.max() >= G.c_dim:
-        raise UserInputError(f"the dataset has labels up to {classes.max()} but the generator has {G.c_dim} classes")
-    if num < len(classes):
-        raise UserInputError(f"class_acc needs --num >= {len(classes)} (one generated image per class at least)")
+def _class_acc(G, dataset, probe: ClassProbe, extractor: FeatureExtractor, num: int, psi: float, seed: int,
+               batch: int, device: torch.device, progress: bool) -> _ClassAccResult:
+    """class_acc (class_acc.py): the dataset's probe labels `num` images generated in equal numbers per class
+    (the classes that have real images), with the same seeds -> z as the other metrics."""
+    classes = np.unique(probe.labels)  # generation_labels has checked that they are all < G.c_dim
     labels = balanced_labels(classes, num)
     feats, _ = generated_features(G, {extractor.name: extractor}, set(), num, labels, psi, seed, batch, device,
                                   progress)
@@ -323,7 +322,7 @@ def _class_acc(G, dataset, extractor: FeatureExtractor, num: int, psi: float, se
     missing = [name(k) for k in range(G.c_dim) if k not in set(classes.tolist())]
     details = {"plain": acc.plain, "ceiling": ceiling.balanced, "ceiling_plain": ceiling.plain,
                "chance": 1.0 / len(classes), "classes": len(classes), "images_per_class": num // len(classes),
-               "class_draw": "equal number per class (class i % K for image i)", "classifier": config.describe(),
+               "class_draw": "equal number per class (class i % K for image i)", "classifier": probe.config.describe(),
                "generator_classes_without_real_images": missing}
     per_class = {name(k): acc.per_class[int(k)] for k in classes}
     per_class_details = {"ceiling": {name(k): ceiling.per_class[int(k)] for k in classes},

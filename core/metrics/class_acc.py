@@ -19,6 +19,7 @@ The probe is fitted once per (dataset content, feature network, probe settings) 
 dataset statistics (`stats.default_cache_dir`), keyed by the same content hash: editing the dataset gives a
 new key, so a stale probe is never used.
 """
+
 from __future__ import annotations
 
 import hashlib
