@@ -162,6 +162,10 @@ class Frame:
     requested_at: float = 0.0  # time.perf_counter() when the UI asked for it
     started_at: float = 0.0  # ... when the worker started on it (requested_at for cache hits)
     finished_at: float = 0.0  # ... when it was ready for the UI
+    # The UI's hand-over format (explorer/gl_frames.py): uint8 [H, W, 4] RGBA on the host, and the same
+    # tensor on the GPU when rendered with CUDA (copied into the GL texture without a host round trip).
+    rgba: np.ndarray | None = None
+    device_rgba: torch.Tensor | None = None
 
     def to_uint8(self) -> np.ndarray:
         """The exact uint8 image (the float frame is uint8 / 255, so this round trip is lossless)."""
@@ -524,10 +528,11 @@ class Renderer:
                            finished_at=t0)
         with torch.no_grad():
             img = self._render_tensor(model.G, settings)  # [1, 3, H, W] on the model's device
-            rgb = self._to_host_rgb(img)
+            rgb, rgba, device_rgba = self._to_host_rgb(img)
         ms = (time.perf_counter() - t0) * 1000
         frame = Frame(settings=settings, generation=generation, rgb=rgb, render_ms=ms,
-                      requested_at=requested_at, started_at=t0, finished_at=time.perf_counter())
+                      requested_at=requested_at, started_at=t0, finished_at=time.perf_counter(), rgba=rgba,
+                      device_rgba=device_rgba)
         self.stats["renders"] += 1
         self.stats["last_render_ms"] = ms
         self._cache_put(model.info.key, settings, frame)
@@ -567,28 +572,34 @@ class Renderer:
         return ws
 
     @staticmethod
-    def _to_host_rgb(img: torch.Tensor) -> np.ndarray:
-        """[1, 3, H, W] in [-1, 1] on the model's device -> float32 [H, W, 3] numpy for `dpg.set_value`.
+    def _to_host_rgb(img: torch.Tensor) -> tuple[np.ndarray, np.ndarray, torch.Tensor | None]:
+        """[1, 3, H, W] in [-1, 1] on the model's device -> (float32 [H, W, 3], uint8 [H, W, 4], CUDA RGBA).
+
+        The float32 RGB is what Dear PyGui's raw textures take (the fallback path); the uint8 RGBA is what
+        the OpenGL path uploads (explorer/gl_frames.py), made here on the worker thread so the UI thread
+        only copies it; on CUDA the RGBA tensor also stays on the GPU for CUDA-GL interop.
 
         Why this order: on CUDA the frame stays on the GPU through the uint8 quantisation (the same
         arithmetic as `core.sampling.to_uint8`, so the shown image equals the saved one) and the
-        conversion to float32 RGB that Dear PyGui's raw textures require; only then is it copied,
-        non-blocking, into a *fresh* pinned host buffer (torch's caching host allocator makes that
-        cheap), and the worker thread - never the UI thread - waits for the copy. A fresh buffer per
-        frame matters because a raw texture keeps a pointer to its array: refilling a buffer the UI
-        is showing would tear. On the CPU the same code runs; the "copy" target is the tensor itself.
+        conversions; only then is it copied, non-blocking, into *fresh* pinned host buffers (torch's
+        caching host allocator makes that cheap), and the worker thread - never the UI thread - waits for
+        the copy (so the GPU tensor is finished too when the UI gets it). A fresh buffer per frame matters
+        because a raw texture keeps a pointer to its array: refilling a buffer the UI is showing would
+        tear. On the CPU the same code runs; the "copy" targets are the tensors themselves.
         """
         u8 = ((img[0].to(torch.float32) + 1) * 127.5).clamp(0, 255).to(torch.uint8)  # [3, H, W]
+        rgba = torch.cat([u8, torch.full_like(u8[:1], 255)]).permute(1, 2, 0).contiguous()  # [H, W, 4]
         rgb = u8.permute(1, 2, 0).to(torch.float32).div_(255.0).contiguous()  # [H, W, 3]
-        if rgb.is_cuda:
-            host = torch.empty(rgb.shape, dtype=torch.float32, pin_memory=True)
-            host.copy_(rgb, non_blocking=True)
-            done = torch.cuda.Event()
-            done.record()
-            done.synchronize()
-        else:
-            host = rgb
-        return host.numpy()
+        if not rgb.is_cuda:
+            return rgb.numpy(), rgba.numpy(), None
+        host_rgb = torch.empty(rgb.shape, dtype=torch.float32, pin_memory=True)
+        host_rgba = torch.empty(rgba.shape, dtype=torch.uint8, pin_memory=True)
+        host_rgb.copy_(rgb, non_blocking=True)
+        host_rgba.copy_(rgba, non_blocking=True)
+        done = torch.cuda.Event()
+        done.record()
+        done.synchronize()
+        return host_rgb.numpy(), host_rgba.numpy(), rgba
 
     # ------------------------------------------------------------------ cache
 

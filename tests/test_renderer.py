@@ -75,6 +75,10 @@ def test_worker_frame_is_the_same_image_as_float_rgb(renderer: Renderer, G) -> N
     assert f.rgb.dtype == np.float32 and f.rgb.shape == (16, 16, 3) and f.rgb.flags["C_CONTIGUOUS"]
     assert 0.0 <= f.rgb.min() and f.rgb.max() <= 1.0
     assert np.array_equal(f.to_uint8(), core_image(G, 5, 1, 0.8))  # uint8 / 255 round-trips exactly
+    # The OpenGL path's hand-over: the same image as uint8 RGBA, opaque; on the CPU nothing stays on a GPU.
+    assert f.rgba.dtype == np.uint8 and f.rgba.shape == (16, 16, 4) and f.rgba.flags["C_CONTIGUOUS"]
+    assert np.array_equal(f.rgba[..., :3], f.to_uint8()) and (f.rgba[..., 3] == 255).all()
+    assert f.device_rgba is None
 
 
 def test_cache_makes_scrubbing_back_instant(renderer: Renderer) -> None:
@@ -277,6 +281,9 @@ def test_cuda_frame_path_matches_cpu(G) -> None:
     assert f.rgb.dtype == np.float32 and f.rgb.flags["C_CONTIGUOUS"]
     cpu = core_image(G, 3, 1, 0.7)
     assert np.abs(f.to_uint8().astype(int) - cpu.astype(int)).mean() < 1.0  # GPU vs CPU float math
+    # CUDA-GL interop gets the same RGBA frame, still on the GPU.
+    assert f.device_rgba.is_cuda and f.device_rgba.dtype == torch.uint8 and f.device_rgba.is_contiguous()
+    assert np.array_equal(f.device_rgba.cpu().numpy(), f.rgba)
 
 
 def test_capture_names() -> None:
