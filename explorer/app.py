@@ -3,14 +3,16 @@
 Threading: all Dear PyGui callbacks run on the main thread (`manual_callback_management`), so
 panels edit `ExplorerState` without locks. Once per UI frame the state becomes a `RenderSettings`;
 if it differs from the last request it goes to the renderer's worker thread (newest wins, cached
-results come back at once) and the main thread only uploads finished frames to the one raw
-texture of the main view. The loop caps its own frame rate (vsync does nothing under Xvfb, and
-an uncapped Dear PyGui loop burns a whole core).
+results come back at once) and the main thread only uploads finished frames, once each, into the
+GL texture of the main view (`explorer.gl_frames`: uint8 RGBA with PyOpenGL, or straight from CUDA;
+Dear PyGui's raw textures as the fallback). The loop caps its own frame rate (vsync does nothing
+under Xvfb, and an uncapped Dear PyGui loop burns a whole core).
 
 No display: the GLFW that Dear PyGui bundles aborts the process when it cannot open one, which
 Python cannot catch, so `main()` checks for a display before creating the viewport.
 
-    python -m explorer.app --ckpt model.sgxl [--device cpu] [--fps 60] [--test-state-file s.json]
+    python -m explorer.app --ckpt model.sgxl [--device cpu] [--fps 60] [--frame-path auto]
+                           [--test-state-file s.json]
 """
 
 from __future__ import annotations
@@ -29,10 +31,10 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import dearpygui.dearpygui as dpg
-import numpy as np
 import torch
 
 from core.errors import SGXLError
+from explorer.gl_frames import FRAME_PATHS, FrameView
 from explorer.panels.capture import CapturePanel
 from explorer.panels.checkpoint import CheckpointPanel
 from explorer.panels.classes import ClassPanel
@@ -87,8 +89,8 @@ class Explorer:
     texture_registry = "textures"
 
     def __init__(self, device: str = "auto", fps_cap: int = 60, test_state_file: str | Path | None = None,
-                 recent_file: Path | None = None, threaded: bool = True, torch_threads: int | None = None
-                 ) -> None:
+                 recent_file: Path | None = None, threaded: bool = True, torch_threads: int | None = None,
+                 frame_path: str = "auto", test_texture_file: str | Path | None = None) -> None:
         self.device = resolve_device(device)
         # torch_threads: None = all cores but one (CPU), 0 = leave torch's setting alone, n = use n.
         if torch_threads is None and self.device == "cpu":
@@ -103,13 +105,15 @@ class Explorer:
         self.info: ModelInfo | None = None
         self.fps_cap = fps_cap
         self.test_state_file = Path(test_state_file) if test_state_file else None
+        # Tests: after each new frame reaches the screen, what the view's GL texture holds, as a PNG.
+        self.test_texture_file = Path(test_texture_file) if test_texture_file else None
+        self.texture_file_settings: dict | None = None  # the settings of the frame in that PNG
         self.current_settings: RenderSettings | None = None  # what the widgets say now
         self.frame: Frame | None = None  # the frame on screen
         self._requested: RenderSettings | None = None
-        self._pending_display: Frame | None = None
-        self._texture: int | str | None = None
-        self._texture_shape: tuple[int, int] | None = None
-        self._texture_array: np.ndarray | None = None
+        self._incoming: Frame | None = None  # newest frame not yet in the view's texture
+        self._pending_display: Frame | None = None  # in the texture; on screen once the UI frame is drawn
+        self.view = FrameView(self.texture_registry, self.image_tag, frame_path)
         self._loading: str | None = None
         self.status_text = ""
         self.status_error = False
@@ -117,6 +121,7 @@ class Explorer:
         self.frames_shown = 0
         self.ui_frames = 0
         self.frame_times_ms: deque[float] = deque(maxlen=120)
+        self.work_times_ms: deque[float] = deque(maxlen=120)  # a UI frame's own work (tick + draw), no sleep
         self.render_times_ms: deque[float] = deque(maxlen=60)
         self.latencies_ms: deque[float] = deque(maxlen=200)
         self.ui_fps = 0.0
@@ -152,8 +157,7 @@ class Explorer:
 
     def build_ui(self) -> None:
         with dpg.texture_registry(tag=self.texture_registry):
-            self._texture = dpg.add_raw_texture(1, 1, [0.0, 0.0, 0.0], format=dpg.mvFormat_Float_rgb)
-            self._texture_shape = (1, 1)
+            placeholder = self.view.build()
         for panel in self.panels:
             panel.build_root()
         # Not Dear PyGui's "primary window": that one always draws its background, a full-window blended quad
@@ -170,7 +174,7 @@ class Explorer:
                                                    tag=f"{panel.key}.header"):
                             panel.build()
                 with dpg.child_window(tag="view", width=-RIGHT_W - 8, height=-STATUS_H, no_scrollbar=True):
-                    dpg.add_image(self._texture, tag=self.image_tag, width=1, height=1)
+                    dpg.add_image(placeholder, tag=self.image_tag, width=1, height=1)
                 with dpg.child_window(tag="right", width=RIGHT_W, height=-STATUS_H):
                     for panel in self.right_panels:
                         with dpg.collapsing_header(label=panel.title, default_open=True,
@@ -255,7 +259,8 @@ class Explorer:
         mouse = tuple(dpg.get_mouse_pos(local=False))
         self.mouse_held = any(dpg.is_mouse_button_down(b) for b in (0, 1, 2))
         busy = (had_callbacks or mouse != self._mouse or self._pending_display is not None or self.mouse_held
-                or self.state.animate or self._loading is not None or self.renderer.busy())
+                or self._incoming is not None or self.state.animate or self._loading is not None
+                or self.renderer.busy())
         self._mouse = mouse
         if busy:
             self._active_until = now + ACTIVE_SECONDS
@@ -294,36 +299,28 @@ class Explorer:
                 self.renderer.request(settings)
         frame = self.renderer.take_frame()
         if frame is not None:
-            self._upload(frame)
+            self._incoming = frame  # newest wins: one not yet in the texture is replaced
+        if self._incoming is not None:
+            self._upload(self._incoming)
         self._layout()
 
     def _upload(self, frame: Frame) -> None:
-        """Hand the finished float32 RGB frame to the raw texture (a new array each time: no tearing)."""
-        h, w = frame.rgb.shape[:2]
-        flat = frame.rgb.reshape(-1)  # a view; the frame (and the cache) keep the memory alive
-        if self._texture_shape != (h, w):
-            old = self._texture
-            self._texture = dpg.add_raw_texture(w, h, flat, format=dpg.mvFormat_Float_rgb,
-                                                parent=self.texture_registry)
-            self._texture_shape = (h, w)
-            dpg.configure_item(self.image_tag, texture_tag=self._texture)
-            if old is not None:
-                dpg.delete_item(old)  # raw textures re-upload every frame: keep only the one shown
-        else:
-            dpg.set_value(self._texture, flat)
-        self._texture_array = flat
+        """Put the finished frame into the view's texture (a texture of a new size may take a UI frame)."""
+        if not self.view.show(frame):
+            return
+        self._incoming = None
         self._pending_display = frame
         if self._status_kind == "render_error":
             self.set_status("ready")
 
     def _layout(self) -> None:
         """Scale the image to the view (keeping its aspect ratio) and centre it."""
-        if not dpg.does_item_exist("view") or self._texture_shape is None:
+        if not dpg.does_item_exist("view") or self.view.shape is None:
             return
         vw, vh = dpg.get_item_rect_size("view")
         if vw <= 16 or vh <= 16:
             return
-        h, w = self._texture_shape
+        h, w = self.view.shape
         scale = min((vw - 16) / w, (vh - 16) / h)
         iw, ih = max(1, int(w * scale)), max(1, int(h * scale))
         if (iw, ih) != tuple(dpg.get_item_configuration(self.image_tag)[k] for k in ("width", "height")):
@@ -337,7 +334,7 @@ class Explorer:
         if size != [dpg.get_item_width("main"), dpg.get_item_height("main")]:
             dpg.configure_item("main", width=size[0], height=size[1])
 
-    def after_render(self, frame_ms: float | None = None) -> None:
+    def after_render(self, frame_ms: float | None = None, work_ms: float | None = None) -> None:
         """Bookkeeping once a UI frame is drawn: the uploaded frame is now on screen."""
         now = self.clock()
         if self._pending_display is not None:
@@ -351,9 +348,13 @@ class Explorer:
                                        "render_ms": (frame.finished_at - frame.started_at) * 1000,
                                        "to_screen_ms": (now - frame.finished_at) * 1000}
             self.latencies_ms.append(self.last_latency_ms)
+            if self.test_texture_file is not None:
+                self._write_test_texture(frame)
             if not frame.cached:
                 self.render_times_ms.append(frame.render_ms)
         self.ui_frames += 1
+        if work_ms is not None:
+            self.work_times_ms.append(work_ms)
         if frame_ms is not None:
             self.frame_times_ms.append(frame_ms)
             fps = 1000.0 / max(frame_ms, 1e-3)
@@ -400,7 +401,10 @@ class Explorer:
                 "class_names": list(info.class_names), "device": info.device},
             "settings": None if self.current_settings is None else self.current_settings.to_dict(),
             "displayed": None if self.frame is None else self.frame.settings.to_dict(),
-            "image_shape": list(self._texture_shape or (0, 0)),
+            "image_shape": list(self.view.shape or (0, 0)),
+            "frame_view": self.view.summary(),
+            "texture_file_settings": self.texture_file_settings,
+            "ui_work_ms": sorted(self.work_times_ms)[len(self.work_times_ms) // 2] if self.work_times_ms else 0.0,
             "viewport": [dpg.get_viewport_client_width(), dpg.get_viewport_client_height()],
             "main_window": [dpg.get_item_width("main"), dpg.get_item_height("main")],
             "ui_fps": self.ui_fps,
@@ -418,10 +422,24 @@ class Explorer:
                 "class_items": class_items,
                 "left": self.rect("left"),
                 "latent_header": self.rect(f"{self.latent_panel.key}.header"),
+                "recent_items": {p: self.rect(self.checkpoint_panel.tag(f"recent.{i}"))
+                                 for i, p in enumerate(self.checkpoint_panel.recent)},
             },
             "train": self.train_panel.test_state(),
             "invert": self.invert_panel.test_state(),
         }
+
+    def _write_test_texture(self, frame: Frame) -> None:
+        from PIL import Image
+
+        texels = self.view.read_back()  # None on the raw path: Dear PyGui keeps those textures to itself
+        if texels is None:
+            self.texture_file_settings = None
+            return
+        tmp = self.test_texture_file.with_name(self.test_texture_file.name + ".tmp.png")
+        Image.fromarray(texels, "RGBA").save(tmp)
+        os.replace(tmp, self.test_texture_file)
+        self.texture_file_settings = frame.settings.to_dict()
 
     def write_test_state(self) -> None:
         tmp = self.test_state_file.with_name(self.test_state_file.name + ".tmp")
@@ -442,14 +460,20 @@ class Explorer:
             dpg.setup_dearpygui()
             dpg.show_viewport()
             self._fit_main_window()
+            # One drawn frame creates Dear PyGui's GL context and leaves it current on this thread: only
+            # then can the view find its textures' GL names (else it keeps raw textures, with one log line).
+            dpg.render_dearpygui_frame()
+            self.view.enable_gl()
             if ckpt_path:
                 self.open_checkpoint(ckpt_path)
             start = last = self.clock()
             while dpg.is_dearpygui_running():
+                t_work = self.clock()
                 had_callbacks = self.run_callbacks()
                 self._fit_main_window()
                 self.tick()
                 dpg.render_dearpygui_frame()
+                work_ms = (self.clock() - t_work) * 1000
                 # Own frame cap (vsync does not throttle under Xvfb/llvmpipe); drop to IDLE_FPS when idle,
                 # because drawing the UI competes with torch for the same CPU cores.
                 fps = self.fps_cap if self._is_active(had_callbacks) else min(IDLE_FPS, self.fps_cap)
@@ -457,27 +481,30 @@ class Explorer:
                 if budget > 0:
                     time.sleep(budget)
                 now = self.clock()
-                self.after_render((now - last) * 1000)
+                self.after_render((now - last) * 1000, work_ms)
                 last = now
                 if exit_after is not None and now - start > exit_after:
                     break
         finally:
             self.invert_panel.close()  # an inversion nobody will load is not left running
             self.renderer.close()
+            self.view.close()
             dpg.destroy_context()
         return 0
 
 
 def run_app(ckpt_path: str | None, device: str = "auto", fps: int = 60, test_state_file: str | None = None,
             width: int = 1600, height: int = 1000, exit_after: float | None = None,
-            recent_file: str | None = None, torch_threads: int | None = None) -> int:
+            recent_file: str | None = None, torch_threads: int | None = None, frame_path: str = "auto",
+            test_texture_file: str | None = None) -> int:
     problem = display_problem()
     if problem is not None:
         print(f"{NO_DISPLAY_HINT} [{problem}]", file=sys.stderr)
         return 2
     try:
         app = Explorer(device=device, fps_cap=fps, test_state_file=test_state_file,
-                       recent_file=Path(recent_file) if recent_file else None, torch_threads=torch_threads)
+                       recent_file=Path(recent_file) if recent_file else None, torch_threads=torch_threads,
+                       frame_path=frame_path, test_texture_file=test_texture_file)
     except SGXLError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -499,12 +526,16 @@ def _cli(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--width", type=int, default=1600)
     p.add_argument("--height", type=int, default=1000)
     p.add_argument("--test-state-file", help="write the UI state as JSON every frame (GUI tests, benchmarks)")
+    p.add_argument("--test-texture-file", help="write the view's GL texture as PNG after each new frame (GUI tests)")
     p.add_argument("--exit-after", type=float, help="close after this many seconds")
     p.add_argument("--recent-file", help="where the recent-checkpoints list lives (default ~/.config/sgxl/)")
     p.add_argument("--threads", type=int, help="torch CPU threads (default: all cores but one)")
+    p.add_argument("--frame-path", choices=FRAME_PATHS, default="auto",
+                   help="how frames reach the screen: auto (OpenGL texture uploads, from CUDA where it can, else "
+                        "Dear PyGui raw textures), gl, gl-pbo (via a pixel-buffer object) or raw")
     a = p.parse_args(argv)
     return run_app(a.ckpt or a.ckpt_pos, a.device, a.fps, a.test_state_file, a.width, a.height, a.exit_after,
-                   a.recent_file, a.threads)
+                   a.recent_file, a.threads, a.frame_path, a.test_texture_file)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Performance: render time, UI frame rate, device and memory, cache and dropped requests."""
+"""Performance: render time, UI frame rate, how frames reach the screen (GL facts, upload time), memory, cache."""
 
 from __future__ import annotations
 
@@ -20,6 +20,14 @@ def process_memory_mb() -> float:
         return 0.0
 
 
+PATH_NOTES = {
+    "gl": "uint8 RGBA -> glTexSubImage2D",
+    "gl-pbo": "uint8 RGBA -> pixel-buffer object -> texture",
+    "cuda-gl": "CUDA tensor -> GL buffer on the GPU -> texture",
+    "raw": "float32 RGB raw texture, re-uploaded every UI frame",
+}
+
+
 class PerfPanel(Panel):
     key = "perf"
     title = "Performance"
@@ -30,7 +38,7 @@ class PerfPanel(Panel):
         self._next_update = 0.0
 
     def build(self) -> None:
-        dpg.add_text("", tag=self.tag("text"))
+        dpg.add_text("", tag=self.tag("text"), wrap=390)
         dpg.add_simple_plot(tag=self.tag("plot"), label="UI frame ms", default_value=[0.0], height=60,
                             width=-1)
         dpg.add_input_int(label="FPS cap", tag=self.tag("fps"), default_value=self.app.fps_cap, width=100,
@@ -43,10 +51,13 @@ class PerfPanel(Panel):
     def summary(self) -> dict:
         app, r = self.app, self.app.renderer
         frame_ms = list(app.frame_times_ms)
+        work_ms = list(app.work_times_ms)
         renders = list(app.render_times_ms)
         out = {
             "ui_fps": app.ui_fps,
             "ui_frame_ms": statistics.median(frame_ms) if frame_ms else 0.0,
+            "ui_work_ms": statistics.median(work_ms) if work_ms else 0.0,
+            **app.view.summary(),
             "render_ms_last": r.stats["last_render_ms"],
             "render_ms_median": statistics.median(renders) if renders else 0.0,
             "display_latency_ms": app.last_latency_ms,
@@ -65,11 +76,19 @@ class PerfPanel(Panel):
         self._next_update = now + 0.25
         s = self.summary()
         lines = [f"render {s['render_ms_last']:.1f} ms (median {s['render_ms_median']:.1f})",
-                 f"UI {s['ui_fps']:.1f} fps, frame {s['ui_frame_ms']:.1f} ms",
+                 f"UI {s['ui_fps']:.1f} fps, frame {s['ui_frame_ms']:.1f} ms ({s['ui_work_ms']:.1f} ms of work)",
+                 f"frames: {s['frame_path']} ({PATH_NOTES.get(s['frame_path'], '')})",
+                 f"upload {s['upload_ms_last']:.2f} ms per new frame (median {s['upload_ms_median']:.2f})"
+                 if s["frame_path"] != "raw" else "upload: inside every UI frame (raw texture)",
                  f"request -> frame on screen {s['display_latency_ms']:.0f} ms",
                  f"device {s['device']}, torch threads {torch.get_num_threads()}",
                  f"memory {s['rss_mb']:.0f} MB" + (f", CUDA {s['cuda_mb']:.0f} MB" if "cuda_mb" in s else ""),
                  f"cache {s['cache']['entries']} frames / {s['cache']['mb']:.2f} MB, hits {s['cache_hits']}, "
                  f"renders {s['renders']}, dropped {s['dropped']}"]
+        gl = s["gl"]
+        if gl:
+            lines += [f"GL vendor {gl['vendor']}", f"GL renderer {gl['renderer']}", f"GL version {gl['version']}"]
+        if s["fallback_reason"]:
+            lines.append(f"OpenGL path off: {s['fallback_reason']}")
         dpg.set_value(self.tag("text"), "\n".join(lines))
         dpg.set_value(self.tag("plot"), list(self.app.frame_times_ms) or [0.0])
