@@ -84,15 +84,23 @@ def tiny_ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
 class ExplorerProcess:
     """One `python -m explorer.app` under Xvfb, observed through its JSON state file."""
 
-    def __init__(self, display: str, ckpt: Path | str | None, workdir: Path, fps: int = 30) -> None:
+    def __init__(self, display: str, ckpt: Path | str | None, workdir: Path, fps: int = 30,
+                 env: dict[str, str] | None = None, args: tuple[str, ...] = (),
+                 recent: list[Path] | None = None) -> None:
+        """`env`: extra environment variables; `args`: extra command-line arguments ("{workdir}" in them is
+        this app's work folder); `recent`: checkpoints the Checkpoint panel lists as recently opened (after
+        the one given here, which goes first once it has loaded)."""
         self.display = display
         self.state_file = workdir / "state.json"
         self.log = workdir / "explorer.log"
-        env = dict(os.environ, DISPLAY=display, PYTHONPATH=str(REPO))
+        recent_file = workdir / "recent.json"
+        if recent:
+            recent_file.write_text(json.dumps([str(Path(r).resolve()) for r in recent]))
+        env = dict(os.environ, DISPLAY=display, PYTHONPATH=str(REPO), **(env or {}))
         env.pop("WAYLAND_DISPLAY", None)
         cmd = [sys.executable, "-m", "explorer.app", "--fps", str(fps), "--device", "cpu",
-               "--test-state-file", str(self.state_file), "--recent-file", str(workdir / "recent.json"),
-               "--exit-after", "120"]
+               "--test-state-file", str(self.state_file), "--recent-file", str(recent_file),
+               "--exit-after", "120", *(arg.format(workdir=workdir) for arg in args)]
         if ckpt is not None:
             cmd += ["--ckpt", str(ckpt)]
         self._log = open(self.log, "w")  # noqa: SIM115 - closed in close()

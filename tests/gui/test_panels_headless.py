@@ -192,7 +192,7 @@ def test_layers_channels_and_fft(app: Explorer, G) -> None:
     assert np.array_equal(fft, to_uint8(layer_image(acts, 5, "fft"))[0])
     assert not np.array_equal(fft, got)
     show_frame(app)  # a frame of another shape gets its own texture
-    assert app._texture_shape == (36, 36)
+    assert app.view.shape == (36, 36)
     app.invoke("layers.layer", "output image")
     assert app.state.settings(app.info).layer == ""
 
@@ -231,8 +231,10 @@ def test_perf_panel_reports(app: Explorer) -> None:
     app.perf_panel.tick(app.clock() + 1)
     text = dpg.get_value("perf.text")
     assert "render" in text and "device cpu" in text and "memory" in text
+    # No window, so no GL context: the view uses raw textures, and the panel says so (no GL facts to show).
+    assert "frames: raw" in text and "GL vendor" not in text
     s = app.perf_panel.summary()
-    assert s["renders"] >= 1 and s["rss_mb"] > 0
+    assert s["renders"] >= 1 and s["rss_mb"] > 0 and s["frame_path"] == "raw" and s["gl"] == {}
     app.invoke("perf.fps", 20)
     assert app.fps_cap == 20
 
@@ -271,3 +273,20 @@ def test_bad_device_is_a_clear_error() -> None:
         pytest.skip("CUDA is available here")
     with pytest.raises(SGXLError, match="no CUDA GPU"):
         Explorer(device="cuda", threaded=False)
+
+
+def test_frame_view_without_a_gl_context_falls_back_once(app: Explorer, G) -> None:
+    """enable_gl() in a context that has no window: one log line, raw textures, frames of any size shown."""
+    lines: list[str] = []
+    app.view.log = lines.append
+    assert not app.view.enable_gl() and app.view.path == "raw"
+    assert len(lines) == 1 and "OpenGL frame upload unavailable" in lines[0]
+    assert "no current OpenGL context" in lines[0]
+    show_frame(app)
+    assert app.view.shape == (32, 32) and app.frame is not None
+    cfg = dpg.get_item_configuration(app.view.texture)
+    assert (cfg["width"], cfg["height"]) == (32, 32)
+    texture = app.view._raw_array.reshape(32, 32, 3)  # a raw texture draws from the array it was handed
+    assert np.array_equal(np.rint(texture * 255).astype(np.uint8), core(G, 0, 0))
+    assert app.view.read_back() is None and app.view.summary()["fallback_reason"]
+    assert len(lines) == 1
