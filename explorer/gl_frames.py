@@ -137,12 +137,15 @@ class _GL:
         """The GL name of the texture of `shape` holding exactly `marker` (newest names first); 0 if none."""
         GL = self.GL
         h, w = shape
-        # The name glGenTextures hands out next is just above the newest ones (Mesa and NVIDIA count up);
-        # it is freed again at once (a name never bound is not a texture).
+        # The name glGenTextures hands out next is next to the newest ones (Mesa counts up; a driver that
+        # reuses freed names hands out a low one): search down from there first, then up. The probe name is
+        # freed again at once (a name never bound is not a texture).
         top = _int(GL.glGenTextures(1))
         GL.glDeleteTextures([top])
         GL.glPixelStorei(GL.GL_PACK_ALIGNMENT, 1)
-        for name in range(top + 16, max(0, top - SCAN_NAMES), -1):
+        down = range(top + 64, max(0, top - SCAN_NAMES), -1)
+        up = range(top + 65, top + SCAN_NAMES)
+        for name in (*down, *up):
             if not GL.glIsTexture(name):
                 continue
             GL.glBindTexture(GL.GL_TEXTURE_2D, name)
@@ -234,7 +237,7 @@ class _CudaGL:
             return
         self.close()
         self.pbo = self.gl.new_buffer(nbytes)
-        flags = self.cudart.cudaGraphicsRegisterFlags.cudaGraphicsRegisterFlagsWriteDiscard
+        flags = int(self.cudart.cudaGraphicsRegisterFlags.cudaGraphicsRegisterFlagsWriteDiscard)
         self.resource = self._check(self.cudart.cudaGraphicsGLRegisterBuffer(self.pbo, flags),
                                     "cudaGraphicsGLRegisterBuffer")[1]
         self.nbytes = nbytes

@@ -121,6 +121,9 @@ def test_fallback_to_raw_textures_shows_the_same_pixels(launch, gui_tools, tiny_
     assert st["texture_file_settings"] is None  # raw textures cannot be read back
     assert_screen_shows(app, st, render_sync(tiny_ckpt, st["displayed"]), f"raw_{stage}_01_first_frame")
 
+    if stage == "find":
+        assert len(fallback_lines(app)) == 1, app.logs()
+        return
     # The raw path also follows a model of another resolution.
     app.xdotool("mousemove", *centre_of(st["rects"]["recent_items"][str(ckpt64.resolve())]), "sleep", 0.15,
                 "click", 1)
