@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The explorer's frame upload on an NVIDIA GPU machine without a display: CUDA-GL interop vs host uploads vs
-# raw textures (python -m bench.explorer_latency --upload --device cuda), in about a minute.
+# raw textures (python -m bench.frame_upload --device cuda), in about a minute.
 #
 # There is no display there, so this starts an Xvfb of its own; GLX clients of it render on the GPU through
 # NVIDIA's GLX vendor library (__GLX_VENDOR_LIBRARY_NAME=nvidia), while Xvfb itself needs Mesa's software
@@ -67,7 +67,7 @@ export DISPLAY=$DISP __GLX_VENDOR_LIBRARY_NAME=${GLX_VENDOR:-nvidia} LD_LIBRARY_
 step "renderer on CUDA (frames carry the RGBA tensor the interop copies)"
 timeout 60 $PY -m pytest -q -p no:cacheprovider tests/test_renderer.py -k cuda 2>&1 | tail -3
 step "upload bench: CUDA frames; paths auto (= cuda-gl on NVIDIA), gl, gl-pbo (host), raw"
-timeout 150 $PY -m bench.explorer_latency --upload --display "$DISP" --device "${BENCH_DEVICE:-cuda}" --paths auto,gl,gl-pbo,raw \
+timeout 150 $PY -m bench.frame_upload --display "$DISP" --device "${BENCH_DEVICE:-cuda}" --paths auto,gl,gl-pbo,raw \
   --rounds 1 --frames 40 --json-out "$OUT/explorer_upload_gpu.json"
 rc=$?
 step "done (rc $rc)"
