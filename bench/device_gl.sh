@@ -67,8 +67,8 @@ export DISPLAY=$DISP __GLX_VENDOR_LIBRARY_NAME=${GLX_VENDOR:-nvidia} LD_LIBRARY_
 step "renderer on CUDA (frames carry the RGBA tensor the interop copies)"
 timeout 60 $PY -m pytest -q -p no:cacheprovider tests/test_renderer.py -k cuda 2>&1 | tail -3
 step "upload bench: CUDA frames; paths auto (= cuda-gl on NVIDIA), gl, gl-pbo (host), raw"
-timeout 150 $PY -m bench.frame_upload --display "$DISP" --device "${BENCH_DEVICE:-cuda}" --paths auto,gl,gl-pbo,raw \
-  --rounds 1 --frames 40 --json-out "$OUT/explorer_upload_gpu.json"
+timeout "${BENCH_TIMEOUT:-150}" $PY -m bench.frame_upload --display "$DISP" --device "${BENCH_DEVICE:-cuda}" --paths auto,gl,gl-pbo,raw \
+  --rounds 1 --frames "${BENCH_FRAMES:-40}" --json-out "$OUT/explorer_upload_gpu.json"
 rc=$?
 step "done (rc $rc)"
 exit $rc
