@@ -329,10 +329,6 @@ class FrameView:
         self.path = "gl-pbo" if self.mode == "gl-pbo" else "gl"
         return True
 
-    @property
-    def gl_active(self) -> bool:
-        return self._gl is not None
-
     # ------------------------------------------------------------------ frames
 
     def show(self, frame: Frame) -> bool:
@@ -397,9 +393,12 @@ class FrameView:
         gl = self._gl
         if frame.device_rgba is not None and self._cuda_ready(frame):
             t0 = time.perf_counter()
-            self._cuda.upload(frame.device_rgba, target.name, target.shape)
-            self.path = "cuda-gl"
-            return (time.perf_counter() - t0) * 1000
+            try:
+                self._cuda.upload(frame.device_rgba, target.name, target.shape)
+                self.path = "cuda-gl"
+                return (time.perf_counter() - t0) * 1000
+            except Exception as e:  # interop broke: keep OpenGL, take the host copy from now on
+                self._cuda_off(e)
         pixels = np.ascontiguousarray(host_rgba(frame))
         if pixels.dtype != np.uint8 or pixels.shape != (*target.shape, 4):
             raise GLFramesError(f"a frame must be uint8 [H, W, 4], got {pixels.dtype} {pixels.shape}")
@@ -448,10 +447,19 @@ class FrameView:
             try:
                 self._cuda = _CudaGL(self._gl, frame.device_rgba.device.index or 0)
             except Exception as e:
-                self._cuda = False
-                self.log(f"explorer: CUDA-OpenGL interop unavailable ({type(e).__name__}: {e}); frames go through "
-                         f"host memory")
+                self._cuda_off(e)
         return bool(self._cuda)
+
+    def _cuda_off(self, error: BaseException) -> None:
+        """No CUDA-GL interop for this session: one log line, the frames' host copies from now on."""
+        if isinstance(self._cuda, _CudaGL):
+            try:
+                self._cuda.close()
+            except Exception:  # noqa: BLE001 - releasing after an interop failure is best effort
+                pass
+        self._cuda = False
+        self.log(f"explorer: CUDA-OpenGL interop unavailable ({type(error).__name__}: {error}); frames go through "
+                 f"host memory")
 
     def _swap_to(self, target: _Texture) -> None:
         dpg.configure_item(self.image_tag, texture_tag=target.tag)

@@ -290,3 +290,19 @@ def test_frame_view_without_a_gl_context_falls_back_once(app: Explorer, G) -> No
     assert np.array_equal(np.rint(texture * 255).astype(np.uint8), core(G, 0, 0))
     assert app.view.read_back() is None and app.view.summary()["fallback_reason"]
     assert len(lines) == 1
+
+
+def test_cuda_frames_without_interop_take_the_host_copy_with_one_log_line(app: Explorer) -> None:
+    """A frame with a GPU tensor where CUDA-GL interop cannot start (no CUDA here; no GL context either):
+    the interop is tried once, says why in one line, and the host path is used from then on."""
+    from explorer.gl_frames import FrameView
+    from explorer.renderer import Frame, RenderSettings
+
+    lines: list[str] = []
+    view = FrameView(app.texture_registry, app.image_tag, log=lines.append)
+    view._gl = object()  # as if OpenGL were up: only the interop's own set-up is under test
+    rgba = np.zeros((2, 2, 4), np.uint8)
+    frame = Frame(settings=RenderSettings(), generation=0, rgb=rgba[..., :3].astype(np.float32), render_ms=0.0,
+                  rgba=rgba, device_rgba=torch.from_numpy(rgba))
+    assert not view._cuda_ready(frame) and not view._cuda_ready(frame)
+    assert len(lines) == 1 and "CUDA-OpenGL interop unavailable" in lines[0] and "host memory" in lines[0]
