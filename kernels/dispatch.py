@@ -1,10 +1,13 @@
 """Pick the implementation of each StyleGAN op for a given tensor.
 
 Backends are tried in the order of `BACKENDS`; the first whose `supports(x)` is true runs.
-Fast paths come first in that tuple and must match `kernels.reference` (tests compare them). On CPU
-`fir_conv` runs (its `filtered_lrelu` is 1.2-2.7x faster than `fir_matmul`'s, 1.6-2x with backward, bench/ops.py);
-`fir_matmul` stays selectable for comparison and provides the stand-alone `upfirdn2d` of both.
-`SGXL_KERNELS=<name>` forces one backend (e.g. `reference` everywhere, to bisect a numerical difference).
+Fast paths come first in that tuple and must match `kernels.reference` (tests compare them).
+On CUDA, `triton` runs (fused Triton kernels, float32/float16/bfloat16; nothing to compile ahead of time), or
+`fir_conv` where Triton is not installed. On CPU `fir_conv` runs (its `filtered_lrelu` is 1.2-2.7x faster than
+`fir_matmul`'s, 1.6-2x with backward, bench/ops.py); `fir_matmul` stays selectable for comparison and provides
+the stand-alone CPU `upfirdn2d` of both.
+`SGXL_KERNELS=<name>` forces one backend (e.g. `reference` everywhere, to bisect a numerical difference);
+a forced backend that does not support a tensor leaves it to the reference.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from dataclasses import dataclass
 
 import torch
 
-from kernels import fir_conv, fir_matmul, reference
+from kernels import fir_conv, fir_matmul, reference, triton_support
 
 
 @dataclass(frozen=True)
@@ -47,11 +50,40 @@ FIR_CONV = Backend(
     name="fir_conv",
     supports=fir_conv.supports,
     bias_act=fir_conv.bias_act,
-    upfirdn2d=fir_matmul.upfirdn2d,  # stand-alone, the matrix form is faster (see fir_conv.upfirdn2d_channels_last)
+    upfirdn2d=fir_conv.upfirdn2d,
     filtered_lrelu=fir_conv.filtered_lrelu,
 )
 
-BACKENDS: tuple[Backend, ...] = (FIR_CONV, FIR_MATMUL, REFERENCE)
+
+# The Triton modules import `triton` (and decorate their kernels) on first use only: a CPU-only torch without
+# Triton must import this package, and `TRITON_INTERPRET` is read when the kernels are decorated.
+def _triton_bias_act(x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
+    from kernels import triton_bias_act
+
+    return triton_bias_act.bias_act(x, *args, **kwargs)
+
+
+def _triton_upfirdn2d(x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
+    from kernels import triton_upfirdn2d
+
+    return triton_upfirdn2d.upfirdn2d(x, *args, **kwargs)
+
+
+def _triton_filtered_lrelu(x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
+    from kernels import triton_filtered_lrelu
+
+    return triton_filtered_lrelu.filtered_lrelu(x, *args, **kwargs)
+
+
+TRITON = Backend(
+    name="triton",
+    supports=triton_support.supports,
+    bias_act=_triton_bias_act,
+    upfirdn2d=_triton_upfirdn2d,
+    filtered_lrelu=_triton_filtered_lrelu,
+)
+
+BACKENDS: tuple[Backend, ...] = (TRITON, FIR_CONV, FIR_MATMUL, REFERENCE)
 
 
 def select_backend(x: torch.Tensor) -> Backend:

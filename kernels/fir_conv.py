@@ -1,4 +1,5 @@
-"""Fast CPU path for separable FIR ops: each 1-D resampling pass is one depthwise convolution.
+"""Fast path for separable FIR ops (CPU, and CUDA without Triton): each 1-D resampling pass is one depthwise
+convolution.
 
 A separable filter is applied as two passes, one per axis, each a depthwise (`groups=C`) convolution
 with a `[1, taps]` or `[taps, 1]` kernel on a channels-last tensor, which oneDNN runs as a direct
@@ -29,7 +30,10 @@ from kernels.reference import Padding, parse_padding, parse_scaling
 
 
 def supports(x: torch.Tensor) -> bool:
-    """CPU float tensors (on CUDA the Triton/reference paths run)."""
+    """CPU float32/float64 tensors; CUDA float tensors too (the fallback where Triton is missing: cuDNN runs the
+    depthwise convolutions, in float16/bfloat16 as well)."""
+    if x.device.type == "cuda":
+        return x.dtype in (torch.float32, torch.float64, torch.float16, torch.bfloat16)
     return x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64)
 
 
@@ -110,6 +114,17 @@ def filtered_lrelu(x: torch.Tensor, fu: torch.Tensor | None = None, fd: torch.Te
     x = fir_matmul.activate(x, slope, None if fold else gain, clamp)
     # Back to the contiguous layout the modulated convolutions get (left channels-last, they ran no faster).
     return upfirdn2d_channels_last(x, fd, 1, down, 0, flip_filter, 1).contiguous()
+
+
+def upfirdn2d(x: torch.Tensor, f: torch.Tensor | None, up: int | Sequence[int] = 1, down: int | Sequence[int] = 1,
+              padding: Padding = 0, flip_filter: bool = False, gain: float = 1) -> torch.Tensor:
+    """Stand-alone `upfirdn2d`: on CPU the matrix form (`fir_matmul`) is faster on a contiguous tensor (bench/ops.py);
+    on CUDA the convolutions run (the matrix form reads the filter back to the host to build its matrices)."""
+    if x.device.type == "cpu":
+        return fir_matmul.upfirdn2d(x, f, up, down, padding, flip_filter, gain)
+    if x.ndim != 4 or (f is not None and f.ndim != 1):
+        return reference.upfirdn2d(x, f, up, down, padding, flip_filter, gain)
+    return upfirdn2d_channels_last(x, f, up, down, padding, flip_filter, gain)
 
 
 def bias_act(x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
