@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import platform
 import statistics
 import subprocess
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-RESULTS = Path(__file__).resolve().parent / "results"
+RESULTS = Path(__file__).resolve().parent / "results"  # SGXL_BENCH_RESULTS=<dir> writes elsewhere (device_check.sh)
 
 
 def environment() -> dict:
@@ -27,18 +28,41 @@ def environment() -> dict:
 
 
 def median_seconds(fn: Callable[[], object], repeats: int = 5, warmup: int = 1, cuda: bool = False) -> float:
+    """Median wall time of `fn` after `warmup` untimed calls; on CUDA timed with events around each call
+    (the GPU time from the first launch to the last kernel's end, host launch overhead included)."""
     for _ in range(warmup):
         fn()
     times = []
+    if cuda:
+        torch.cuda.synchronize()
+        for _ in range(repeats):
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            fn()
+            end.record()
+            end.synchronize()
+            times.append(start.elapsed_time(end) / 1000)
+        return statistics.median(times)
     for _ in range(repeats):
-        if cuda:
-            torch.cuda.synchronize()
         t0 = time.perf_counter()
         fn()
-        if cuda:
-            torch.cuda.synchronize()
         times.append(time.perf_counter() - t0)
     return statistics.median(times)
+
+
+def reset_peak_memory() -> None:
+    """Start a new GPU memory peak (no-op without CUDA)."""
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+
+
+def peak_memory_mb() -> float | None:
+    """Peak GPU memory allocated by tensors since `reset_peak_memory()` (MiB), or None without CUDA."""
+    if not torch.cuda.is_available():
+        return None
+    torch.cuda.synchronize()
+    return round(torch.cuda.max_memory_allocated() / 2**20, 1)
 
 
 def print_table(rows: list[dict], columns: list[str]) -> None:
@@ -49,7 +73,8 @@ def print_table(rows: list[dict], columns: list[str]) -> None:
 
 
 def write_json(name: str, payload: dict) -> Path:
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / f"{name}.json"
+    folder = Path(os.environ.get("SGXL_BENCH_RESULTS") or RESULTS)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.json"
     path.write_text(json.dumps(payload, indent=2))
     return path

@@ -49,16 +49,16 @@ def _upfirdn2d_kernel(x_ptr, c_ptr, y_ptr, H, W, OH, OW, tiles_x, p0x, p0y,
         ky = k0y + ty * UPY
         jy = jy0 + ty
         row_ok = (ky < FH) & (jy >= 0) & (jy < H)
-        for tx in tl.static_range(0, (FW + UPX - 1) // UPX):
+        for tx in range(0, (FW + UPX - 1) // UPX):
             kx = k0x + tx * UPX
             jx = jx0 + tx
             col_ok = (kx < FW) & (jx >= 0) & (jx < W)
             tap_ok = (ky < FH)[:, None] & (kx < FW)[None, :]
             w = tl.load(c_ptr + ky[:, None] * FW + kx[None, :], mask=tap_ok, other=0.0)
-            v = tl.load(x_plane + jy[:, None] * W + jx[None, :], mask=row_ok[:, None] & col_ok[None, :], other=0.0)
+            v = tl.load(x_plane + (jy[:, None] * W + jx[None, :]), mask=row_ok[:, None] & col_ok[None, :], other=0.0)
             acc += w * v.to(tl.float32)
     out_ok = (oy < OH)[:, None] & (ox < OW)[None, :]
-    tl.store(y_ptr + plane * OH * OW + oy[:, None] * OW + ox[None, :], acc.to(y_ptr.dtype.element_ty), mask=out_ok)
+    tl.store(y_ptr + plane * OH * OW + (oy[:, None] * OW + ox[None, :]), acc.to(y_ptr.dtype.element_ty), mask=out_ok)
 
 
 def _launch(x: torch.Tensor, c: torch.Tensor, up: tuple[int, int], down: tuple[int, int], p0: tuple[int, int],
