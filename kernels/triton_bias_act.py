@@ -121,4 +121,6 @@ def bias_act(x: torch.Tensor, b: torch.Tensor | None = None, dim: int = 1, act: 
         dtype = torch.promote_types(x.dtype, b.dtype)  # as `x + b` in the reference
         x = x.to(dtype)
     dim = dim % x.ndim if x.ndim else 0
+    if not torch.is_grad_enabled() or not (x.requires_grad or (b is not None and b.requires_grad)):
+        return _launch(x, b, dim, act, alpha, gain, clamp, None)
     return _BiasAct.apply(x, b, dim, act, alpha, gain, clamp)

@@ -348,6 +348,18 @@ def _axis(n_in: int, fu: tuple | None, fd: tuple | None, up: int, down: int, pad
     return Axis(up, down, c1, pad0, c2, 0, n_in, n_mid, (n_mid - len(c2)) // down + 1)
 
 
+@lru_cache(maxsize=512)
+def _layer_axes(h: int, w: int, fu: tuple | None, fd: tuple | None, up: int, down: int,
+                padding: tuple[int, int, int, int], flip_filter: bool) -> tuple[Axis, Axis] | None:
+    """(y axis, x axis) of a layer, or None when its filters fit no tile plan (forward or backward)."""
+    px0, px1, py0, py1 = padding
+    ax = _axis(w, fu, fd, up, down, px0, px1, flip_filter)
+    ay = _axis(h, fu, fd, up, down, py0, py1, flip_filter)
+    if plan(ay, ax) is None or plan(ay.transposed(), ax.transposed()) is None:
+        return None
+    return ay, ax
+
+
 def filtered_lrelu(x: torch.Tensor, fu: torch.Tensor | None = None, fd: torch.Tensor | None = None,
                    b: torch.Tensor | None = None, up: int = 1, down: int = 1, padding: Padding = 0,
                    gain: float = math.sqrt(2), slope: float = 0.2, clamp: float | None = None,
@@ -371,11 +383,14 @@ def filtered_lrelu(x: torch.Tensor, fu: torch.Tensor | None = None, fd: torch.Te
         return triton_bias_act.bias_act(x, b, act="lrelu", alpha=slope, gain=gain, clamp=clamp)
     if any(f is not None and f.ndim != 1 for f in (fu, fd)):
         return _composed(x, fu, fd, b, up, down, (px0, px1, py0, py1), gain, slope, clamp, flip_filter)
-    tu, td = host_taps(fu), host_taps(fd)
-    ax = _axis(x.shape[3], tu, td, up, down, px0, px1, flip_filter)
-    ay = _axis(x.shape[2], tu, td, up, down, py0, py1, flip_filter)
-    if plan(ay, ax) is None or plan(ay.transposed(), ax.transposed()) is None:  # filters longer than a tile
+    axes = _layer_axes(x.shape[2], x.shape[3], host_taps(fu), host_taps(fd), up, down, (px0, px1, py0, py1),
+                       flip_filter)
+    if axes is None:  # filters longer than a tile
         return _composed(x, fu, fd, b, up, down, (px0, px1, py0, py1), gain, slope, clamp, flip_filter)
+    ay, ax = axes
+    if not torch.is_grad_enabled() or not (x.requires_grad or (b is not None and b.requires_grad)):
+        # Inference (the explorer): no derivative codes, no autograd bookkeeping.
+        return _launch(x, b, None, ay, ax, MODE_ACT, float(slope), float(gain), clamp, False)[0]
     return _FilteredLReLU.apply(x, b, ay, ax, float(slope), float(gain), clamp)
 
 

@@ -229,6 +229,21 @@ def test_filtered_lrelu_negative_gain_and_no_filters_with_padding() -> None:
     _check_filtered_lrelu(x, None, None, torch.randn(2, device=DEVICE), up=2, down=1, padding=[1, 0, -1, 2])
 
 
+def test_inference_path_matches_reference() -> None:
+    """Without grad (the explorer) the kernels run without autograd and without writing derivative codes."""
+    torch.manual_seed(12)
+    f = torch.rand(8, device=DEVICE)
+    x = torch.randn(2, 3, 12, 11, device=DEVICE, requires_grad=True)
+    b = torch.randn(3, device=DEVICE)
+    kw = dict(up=2, down=2, padding=[5, 4, 5, 4], clamp=1.5)
+    with torch.no_grad():
+        y = tfl.filtered_lrelu(x, f, f, b, **kw)
+        z = tba.bias_act(x, b, act="lrelu", clamp=0.5)
+    assert y.grad_fn is None and z.grad_fn is None
+    assert _err(y, reference.filtered_lrelu(_f64(x), _f64(f), _f64(f), _f64(b), **kw)) < TOL[torch.float32]
+    assert _err(z, reference.bias_act(_f64(x), _f64(b), act="lrelu", clamp=0.5)) < TOL[torch.float32]
+
+
 def test_filtered_lrelu_without_resampling_is_bias_act() -> None:
     """The toRGB layer (no filters, no padding): one elementwise pass, same values as the reference."""
     x = torch.randn(2, 3, 5, 5, device=DEVICE)
@@ -323,8 +338,12 @@ def test_many_tiles_share_the_saved_derivative() -> None:
 
 
 def test_filters_longer_than_a_tile_fall_back_to_the_composition(monkeypatch: pytest.MonkeyPatch) -> None:
+    def clear() -> None:
+        tfl.plan.cache_clear()
+        tfl._layer_axes.cache_clear()
+
     monkeypatch.setattr(tfl, "BLOCKS", (16, 32))
-    tfl.plan.cache_clear()
+    clear()
     try:
         torch.manual_seed(10)
         fu, fd = torch.rand(4, device=DEVICE), torch.rand(40, device=DEVICE)
@@ -332,7 +351,7 @@ def test_filters_longer_than_a_tile_fall_back_to_the_composition(monkeypatch: py
         assert tfl.plan(ay, ay) is None
         _check_filtered_lrelu(torch.randn(1, 1, 45, 45, device=DEVICE), fu, fd, None, up=2, padding=[2, 1, 2, 1])
     finally:
-        tfl.plan.cache_clear()
+        clear()
 
 
 def test_filtered_lrelu_rejects_bad_input() -> None:
