@@ -111,7 +111,7 @@ def report(work: Path, out: Path) -> None:
                                                         "sec_per_step", "sec_per_kimg", "peak_mb"])
     if "triton_tiles" in results:
         lines.append("tile planner: the cost model's cheapest plans, timed (rank 0 = the plan in use)")
-        lines += _table(results["triton_tiles"]["rows"], ["layer", "shape", "up/down", "rank", "blocks_y",
+        lines += _table(results["triton_tiles"]["rows"], ["layer", "shape", "up/down", "rank", "warps", "blocks_y",
                                                           "blocks_x", "model_cost", "median_ms"])
     text = "\n".join(lines) + "\n"
     (out / "summary.txt").write_text(text)

@@ -49,7 +49,7 @@ def main() -> None:
         layers.append((n * n * layer.up_factor**2 * layer.spec.out_channels, layer, n))
     layers = [la for _, la, _ in sorted(layers, key=lambda t: -t[0])][: args.layers]
     layers = [(la, la.spec.in_size + la.conv_kernel - 1) for la in layers]
-    rows = []
+    rows, env = [], environment()
     for layer, n in layers:
         tu, td = host_taps(layer.up_filter), host_taps(layer.down_filter)
         pad = layer.padding
@@ -57,20 +57,26 @@ def main() -> None:
         ay = tfl._axis(n, tu, td, layer.up_factor, layer.down_factor, pad[2], pad[3], False)
         x = torch.randn(args.batch, layer.spec.out_channels, n, n, device=args.device).to(dtype)
         b = torch.zeros(layer.spec.out_channels, device=args.device, dtype=dtype)
-        for rank, tiles in enumerate(tfl.plan_candidates(ay, ax, args.candidates)):
-            def run(tiles=tiles, x=x, b=b, ay=ay, ax=ax) -> None:
-                tfl._launch(x, b, None, ay, ax, tfl.MODE_ACT, 0.2, math.sqrt(2), 256.0, False, tiles=tiles)
+        candidates = [(rank, tiles, None) for rank, tiles in enumerate(tfl.plan_candidates(ay, ax, args.candidates))]
+        candidates += [(0, candidates[0][1], w) for w in (4, 8)]  # the plan in use with each warp count
+        for rank, tiles, warps in candidates:
+            def run(tiles=tiles, x=x, b=b, ay=ay, ax=ax, warps=warps) -> None:
+                tfl._launch(x, b, None, ay, ax, tfl.MODE_ACT, 0.2, math.sqrt(2), 256.0, False, tiles=tiles,
+                            num_warps=warps)
 
             sec = median_seconds(run, repeats=10, warmup=2, cuda=args.device == "cuda")
             py, px = tiles
             rows.append({"layer": layer.spec.name, "shape": f"{args.batch}x{layer.spec.out_channels}x{n}x{n}",
                          "up/down": f"{layer.up_factor}/{layer.down_factor}", "rank": rank,
+                         "warps": warps or "default",
                          "blocks_y": f"{py.block_in}/{py.block_mid}/{py.block_out}:{py.per_tile}",
                          "blocks_x": f"{px.block_in}/{px.block_mid}/{px.block_out}:{px.per_tile}",
                          "model_cost": round(tfl.plan_cost(py, px) / 1e6, 1), "median_ms": round(1000 * sec, 3)})
             print(rows[-1], flush=True)
-    print_table(rows, ["layer", "shape", "up/down", "rank", "blocks_y", "blocks_x", "model_cost", "median_ms"])
-    print(f"wrote {write_json('triton_tiles', {'benchmark': 'triton_tiles', 'env': environment(), 'rows': rows})}")
+            write_json("triton_tiles", {"benchmark": "triton_tiles", "env": env, "rows": rows})  # a time box may end us
+    print_table(rows, ["layer", "shape", "up/down", "rank", "warps", "blocks_y", "blocks_x", "model_cost",
+                       "median_ms"])
+    print(f"wrote {write_json('triton_tiles', {'benchmark': 'triton_tiles', 'env': env, 'rows': rows})}")
 
 
 if __name__ == "__main__":

@@ -273,10 +273,11 @@ def _band_tensors(ay: Axis, ax: Axis, py: AxisTiles, px: AxisTiles, dtype: torch
 
 def _launch(x: torch.Tensor, b: torch.Tensor | None, signs: torch.Tensor | None, ay: Axis, ax: Axis, mode: int,
             slope: float, gain: float, clamp: float | None, write_signs: bool,
-            tiles: tuple[AxisTiles, AxisTiles] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+            tiles: tuple[AxisTiles, AxisTiles] | None = None, num_warps: int | None = None
+            ) -> tuple[torch.Tensor, torch.Tensor]:
     """Run the fused kernel; returns (output, signs). `signs` is read (MODE_DERIV) or written (write_signs).
 
-    `tiles` overrides the plan (bench/triton_tiles.py times the candidates).
+    `tiles` and `num_warps` override the plan and the warp count (bench/triton_tiles.py times the candidates).
     """
     x = x.contiguous()
     n, ch = x.shape[:2]
@@ -291,6 +292,7 @@ def _launch(x: torch.Tensor, b: torch.Tensor | None, signs: torch.Tensor | None,
     acc = max(py.block_in * px.block_mid, py.block_mid * px.block_mid, py.block_mid * px.block_out)
     # 3xTF32 products keep three times the operands live: float32 tiles move to 8 warps earlier (no spills on sm_90).
     warps4_max = 2048 if dot_dtype == torch.float32 else 4096
+    num_warps = num_warps or (4 if acc <= warps4_max else 8)
     grid = (n * ch, py.tiles * px.tiles)
     _fused_kernel[grid](
         x, b if b is not None else x, y, signs if signs is not None else x, *mats,
@@ -299,7 +301,7 @@ def _launch(x: torch.Tensor, b: torch.Tensor | None, signs: torch.Tensor | None,
         py.per_tile, px.per_tile, float(slope), float(gain), float(clamp if clamp is not None else 0.0),
         MODE=mode, HAS_BIAS=b is not None, HAS_CLAMP=clamp is not None, WRITE_SIGNS=write_signs,
         IBY=py.block_in, IBX=px.block_in, MBY=py.block_mid, MBX=px.block_mid, OBY=py.block_out, OBX=px.block_out,
-        PRECISION="tf32x3" if dot_dtype == torch.float32 else "ieee", num_warps=4 if acc <= warps4_max else 8)
+        PRECISION="tf32x3" if dot_dtype == torch.float32 else "ieee", num_warps=num_warps)
     return y, signs
 
 
