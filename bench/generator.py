@@ -45,7 +45,7 @@ def main() -> None:
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = ap.parse_args()
     device = torch.device(args.device)
-    rows = []
+    rows, env = [], environment()
     for preset in args.presets.split(","):
         for res in [int(r) for r in args.res.split(",")]:
             torch.manual_seed(0)
@@ -77,11 +77,13 @@ def main() -> None:
                                  "backend": backend, "median_s": round(sec, 4), "img_per_s": round(batch / sec, 2),
                                  "ms_per_img": round(1000 * sec / batch, 2), "speedup": round(base / sec, 2),
                                  "peak_mb": peak_memory_mb(), "params_total": counts["total"]})
+                    print(rows[-1], flush=True)
+                    write_json("generator", {"benchmark": "generator", "env": env, "rows": rows})  # time boxes
             del G
     os.environ.pop("SGXL_KERNELS", None)
     print_table(rows, ["preset", "res", "batch", "precision", "backend", "median_s", "img_per_s", "ms_per_img",
                        "speedup", "peak_mb", "params_total"])
-    path = write_json("generator", {"benchmark": "generator", "env": environment(), "rows": rows})
+    path = write_json("generator", {"benchmark": "generator", "env": env, "rows": rows})
     print(f"wrote {path}")
 
 

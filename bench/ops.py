@@ -85,7 +85,10 @@ def main() -> None:
         if key not in seen:
             seen.add(key)
             layers.append((layer, n))
-    rows = []
+    rows, env = [], environment()
+
+    def payload() -> dict:
+        return {"benchmark": "ops", "env": env, "preset": args.preset, "res": args.res, "rows": rows}
 
     def record(op: str, layer_name: str, shape: str, updown: str, dtype: str, backend: str, sec: float,
                base: float, peak: float | None) -> None:
@@ -131,6 +134,7 @@ def main() -> None:
                         record(f"filtered_lrelu {kind}", layer.spec.name, f"{batch}x{channels}x{n}x{n}",
                                f"{layer.up_factor}/{layer.down_factor}", dtype_name, backend.name, sec, base[kind],
                                peak_memory_mb())
+                write_json("ops", payload())  # after every layer: a time box may end the run
             x = torch.randn(batch, 64, args.res, args.res, device=device).to(dtype)
             f = torch.rand(12, device=device)
             base_up = None
@@ -144,8 +148,7 @@ def main() -> None:
                 record("upfirdn2d up2", "-", f"{batch}x64x{args.res}x{args.res}", "2/1", dtype_name, backend.name,
                        sec, base_up, None)
     print_table(rows, ["op", "layer", "shape", "up/down", "dtype", "backend", "median_ms", "speedup", "peak_mb"])
-    path = write_json("ops", {"benchmark": "ops", "env": environment(), "preset": args.preset, "res": args.res,
-                              "rows": rows})
+    path = write_json("ops", payload())
     print(f"wrote {path}")
 
 

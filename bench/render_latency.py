@@ -45,7 +45,7 @@ def main() -> None:
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = ap.parse_args()
     cuda = args.device == "cuda"
-    rows = []
+    rows, env = [], environment()
     for res in [int(r) for r in args.res.split(",")]:
         torch.manual_seed(0)
         G = Generator(preset_config(args.preset, res))
@@ -73,13 +73,14 @@ def main() -> None:
                          "render_ms_p90": round(1000 * times[int(0.9 * (len(times) - 1))], 2),
                          "synthesis_ms": round(1000 * synth, 2), "peak_mb": peak_memory_mb()})
             print(rows[-1], flush=True)
+            write_json("render_latency", {"benchmark": "render_latency", "env": env, "rows": rows})  # time boxes
         renderer.close()
         del G, renderer
         if cuda:
             torch.cuda.empty_cache()
     os.environ.pop("SGXL_KERNELS", None)
     print_table(rows, ["preset", "res", "backend", "render_ms_median", "render_ms_p90", "synthesis_ms", "peak_mb"])
-    print(f"wrote {write_json('render_latency', {'benchmark': 'render_latency', 'env': environment(), 'rows': rows})}")
+    print(f"wrote {write_json('render_latency', {'benchmark': 'render_latency', 'env': env, 'rows': rows})}")
 
 
 if __name__ == "__main__":

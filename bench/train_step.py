@@ -53,7 +53,7 @@ def main() -> None:
     if args.device == "cpu" and not args.default_malloc:
         retain_freed_memory()
     device = torch.device(args.device)
-    rows = []
+    rows, env = [], environment()
     for d_size in [int(s) for s in args.d_input_size.split(",")]:
         effnet = EfficientNetFeatures(device=device, min_size=d_size)
         for res, backend in [(int(r), b) for r in args.res.split(",") for b in args.backends.split(",")]:
@@ -74,10 +74,11 @@ def main() -> None:
                          "sec_per_kimg": round(sec * 1000 / args.batch, 1), "peak_mb": peak_memory_mb(),
                          "trainable_G_params": sum(p.numel() for p in G.trainable_parameters())})
             print(rows[-1], flush=True)
+            write_json("train_step", {"benchmark": "train_step", "env": env, "rows": rows})  # time boxes
     os.environ.pop("SGXL_KERNELS", None)
     print_table(rows, ["preset", "res", "batch", "d_input", "backend", "sec_per_step", "sec_per_kimg", "peak_mb",
                        "trainable_G_params"])
-    print(f"wrote {write_json('train_step', {'benchmark': 'train_step', 'env': environment(), 'rows': rows})}")
+    print(f"wrote {write_json('train_step', {'benchmark': 'train_step', 'env': env, 'rows': rows})}")
 
 
 if __name__ == "__main__":
