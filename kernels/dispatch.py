@@ -2,10 +2,10 @@
 
 Backends are tried in the order of `BACKENDS`; the first whose `supports(x)` is true runs.
 Fast paths come first in that tuple and must match `kernels.reference` (tests compare them).
-On CUDA, `triton` runs (fused Triton kernels, float32/float16/bfloat16; nothing to compile ahead of time), or
-`fir_conv` where Triton is not installed. On CPU `fir_conv` runs (its `filtered_lrelu` is 1.2-2.7x faster than
-`fir_matmul`'s, 1.6-2x with backward, bench/ops.py); `fir_matmul` stays selectable for comparison and provides
-the stand-alone CPU `upfirdn2d` of both.
+On CUDA, `triton` runs (fused Triton kernels, float32/float16/bfloat16; no nvcc build: Triton compiles each kernel
+variant on its first use and caches it on disk), or `fir_conv` where Triton is not installed. On CPU `fir_conv`
+runs (its `filtered_lrelu` is 1.2-2.7x faster than `fir_matmul`'s, 1.6-2x with backward, bench/ops.py);
+`fir_matmul` stays selectable for comparison and provides the stand-alone CPU `upfirdn2d` of both.
 `SGXL_KERNELS=<name>` forces one backend (e.g. `reference` everywhere, to bisect a numerical difference);
 a forced backend that does not support a tensor leaves it to the reference.
 """
