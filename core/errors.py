@@ -18,3 +18,7 @@ class DatasetError(SGXLError):
 
 class UserInputError(SGXLError):
     """A command-line argument or a GUI value is invalid."""
+
+
+class DiskFullError(SGXLError):
+    """A write ran out of disk space (or quota, or the file-size limit); nothing half-written was kept."""

@@ -46,7 +46,7 @@ def test_failed_write_keeps_the_previous_checkpoint(tmp_path: Path, monkeypatch:
     def boom(*args, **kwargs):
         raise OSError("disk full")
 
-    monkeypatch.setattr("core.io.checkpoint.os.replace", boom)
+    monkeypatch.setattr("core.io.files.os.replace", boom)
     with pytest.raises(OSError):
         save_checkpoint(path, G, {"kimg": 2})
     monkeypatch.undo()

@@ -9,16 +9,14 @@ saves (the trainer stores `D.`, `G_opt.`...). `config.json`:
      "generator": GeneratorConfig.to_dict(), "class_names": [...] | null,
      "meta": {"kimg": ..., "stage": ..., "dataset": ..., "metrics": ...}}
 
-Writes are atomic (temp file in the same folder, then rename), so a crash never leaves a half
-written checkpoint in place of a good one.
+Writes are atomic (core.io.files: temp file in the same folder, then rename), so a crash or a full
+disk never leaves a half written checkpoint in place of a good one. Loads pass core.io.validate
+first: nothing is allocated for a file until its config, sizes and tensor table have been checked.
 """
 
 from __future__ import annotations
 
-import io
 import json
-import os
-import tempfile
 import zipfile
 from pathlib import Path
 
@@ -27,28 +25,25 @@ from safetensors.torch import load as load_safetensors_bytes
 from safetensors.torch import save as save_safetensors_bytes
 
 from core.errors import CheckpointError
+from core.io.files import atomic_open
 from core.io.loaded import Checkpoint
 from core.io.official import load_official_checkpoint
-from core.networks.generator import Generator, GeneratorConfig
+from core.io.validate import (
+    MAX_CONFIG_BYTES,
+    check_class_names,
+    check_generator_header,
+    check_meta,
+    check_safetensors_header,
+    check_tensor_values,
+    read_zip_member,
+    safetensors_cap,
+    validate_generator,
+)
+from core.networks.generator import Generator
 
 FORMAT = "sgxl-checkpoint"
 VERSION = 1
 SUFFIX = ".sgxl"
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write `data` to `path` via a temp file in the same folder and an atomic rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def save_checkpoint(
@@ -81,70 +76,109 @@ def save_checkpoint(
         "class_names": class_names,
         "meta": meta,
     }
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_STORED) as zf:
+    blob = save_safetensors_bytes(tensors)
+    del tensors
+    with atomic_open(path) as f, zipfile.ZipFile(f, "w", compression=zipfile.ZIP_STORED) as zf:
         zf.writestr("config.json", json.dumps(config, indent=2))
-        zf.writestr("model.safetensors", save_safetensors_bytes(tensors))
-    atomic_write_bytes(path, buffer.getvalue())
+        zf.writestr("model.safetensors", blob)
     return path
 
 
-def _read_parts(path: Path) -> tuple[dict, bytes]:
-    if not path.exists():
-        raise CheckpointError(f"no checkpoint at {path}")
+def _read_member_file(path: Path, name: str, cap: int) -> bytes:
+    member = path / name
+    if not member.is_file():
+        raise CheckpointError(f"{path} is not a checkpoint: missing {name}")
+    size = member.stat().st_size
+    if size > cap:
+        raise CheckpointError(f"{path}: {name} is {size / 2**20:,.1f} MB, more than this configuration can need "
+                              f"({cap / 2**20:,.1f} MB); refusing to read it")
+    return member.read_bytes()
+
+
+class _Parts:
+    """A checkpoint's two members, read one at a time with size caps (folder or zip)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.zf: zipfile.ZipFile | None = None
+        if not path.exists():
+            raise CheckpointError(f"no checkpoint at {path}")
+        if not path.is_dir():
+            try:
+                self.zf = zipfile.ZipFile(path)
+            except (zipfile.BadZipFile, OSError, ValueError, EOFError):
+                raise CheckpointError(f"{path} is not a .sgxl checkpoint (not a zip archive, or truncated)") from None
+
+    def read(self, name: str, cap: int) -> bytes:
+        if self.zf is None:
+            return _read_member_file(self.path, name, cap)
+        try:
+            return read_zip_member(self.zf, name, cap, str(self.path))
+        except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError, RuntimeError) as e:
+            raise CheckpointError(f"{self.path} has a corrupt {name} ({e})") from None
+
+    def close(self) -> None:
+        if self.zf is not None:
+            self.zf.close()
+
+
+def _read_config(parts: _Parts) -> dict:
     try:
-        if path.is_dir():
-            return json.loads((path / "config.json").read_text()), (path / "model.safetensors").read_bytes()
-        with zipfile.ZipFile(path) as zf:
-            return json.loads(zf.read("config.json")), zf.read("model.safetensors")
-    except FileNotFoundError as e:
-        raise CheckpointError(f"{path} is not a checkpoint: missing {Path(e.filename or '?').name}") from None
-    except KeyError as e:
-        raise CheckpointError(f"{path} is not a checkpoint: the archive has no {e}") from None
-    except zipfile.BadZipFile:
-        raise CheckpointError(f"{path} is not a .sgxl checkpoint (not a zip archive, or truncated)") from None
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise CheckpointError(f"{path} has a corrupt config.json") from None
+        config = json.loads(parts.read("config.json", MAX_CONFIG_BYTES))
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
+        raise CheckpointError(f"{parts.path} has a corrupt config.json") from None
+    if not isinstance(config, dict):
+        raise CheckpointError(f"{parts.path} has a corrupt config.json (not a JSON object)")
+    return config
 
 
-def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Checkpoint:
-    """Load a `.sgxl` checkpoint (or an official StyleGAN-XL `.pkl`, converted safely on the fly)."""
+def load_checkpoint(path: str | Path, device: str | torch.device = "cpu", allow_large: bool | None = None
+                    ) -> Checkpoint:
+    """Load a `.sgxl` checkpoint (or an official StyleGAN-XL `.pkl`, converted safely on the fly).
+
+    Everything in the file is checked (core.io.validate) before the generator is built: config field
+    types and ranges, the model's size, member sizes, tensor names/shapes/dtypes, finite values.
+    `allow_large` lifts the size limits (default: the SGXL_ALLOW_LARGE environment variable).
+    """
     path = Path(path)
     if path.suffix == ".pkl":
         return load_official_checkpoint(path, device=device)
-    config, blob = _read_parts(path)
-    if config.get("format") != FORMAT:
-        raise CheckpointError(f"{path} is not a StyleGAN-XL explorer checkpoint (format {config.get('format')!r})")
-    if int(config.get("version", 0)) > VERSION:
-        raise CheckpointError(f"{path} was written by a newer version (format {config['version']}); please upgrade")
+    parts = _Parts(path)
+    try:
+        config = _read_config(parts)
+        if config.get("format") != FORMAT:
+            raise CheckpointError(f"{path} is not a StyleGAN-XL explorer checkpoint (format "
+                                  f"{str(config.get('format'))[:40]!r})")
+        version = config.get("version", 0)
+        if isinstance(version, bool) or not isinstance(version, int):
+            raise CheckpointError(f"{path} has a corrupt config.json (version {str(version)[:20]!r})")
+        if version > VERSION:
+            raise CheckpointError(f"{path} was written by a newer version (format {version}); please upgrade")
+        source = str(path)
+        gen_cfg = validate_generator(config.get("generator"), source=source, allow_large=allow_large)
+        class_names = check_class_names(config.get("class_names"), gen_cfg.mapping.c_dim, source)
+        meta = check_meta(config.get("meta", {}), source)
+        blob = parts.read("model.safetensors", safetensors_cap(gen_cfg, source))
+    finally:
+        parts.close()
+    check_generator_header(check_safetensors_header(blob, source), gen_cfg, source)
     try:
         tensors = load_safetensors_bytes(blob)
     except Exception as e:  # safetensors raises its own error types for corrupt headers/data
         raise CheckpointError(f"{path} has corrupt tensor data ({e})") from None
-    try:
-        gen_cfg = GeneratorConfig.from_dict(config["generator"])
-        G = Generator(gen_cfg)
-    except (KeyError, TypeError, ValueError) as e:
-        raise CheckpointError(f"{path} has an invalid generator configuration ({e})") from None
-
-    g_state = {k[2:]: v for k, v in tensors.items() if k.startswith("G.")}
-    expected = G.state_dict()
-    missing = sorted(set(expected) - set(g_state))
-    unexpected = sorted(set(g_state) - set(expected))
-    if missing or unexpected:
-        raise CheckpointError(
-            f"{path} does not match its configuration: missing {missing[:3]}, unexpected {unexpected[:3]}")
-    for k, v in g_state.items():
-        if v.shape != expected[k].shape:
-            raise CheckpointError(f"{path}: tensor {k} has shape {tuple(v.shape)}, expected {tuple(expected[k].shape)}")
-    G.load_state_dict(g_state)
-    G.eval().to(device)
-
-    extra: dict[str, dict[str, torch.Tensor]] = {}
+    del blob
+    groups: dict[str, dict[str, torch.Tensor]] = {}
     for k, v in tensors.items():
         group, _, name = k.partition(".")
-        if group != "G":
-            extra.setdefault(group, {})[name] = v
-    class_names = config.get("class_names")
-    return Checkpoint(generator=G, config=gen_cfg, class_names=class_names, meta=config.get("meta", {}),
-                      extra_tensors=extra, path=path)
+        groups.setdefault(group, {})[name] = v
+    del tensors
+    for group, group_tensors in groups.items():
+        check_tensor_values(group_tensors, source, floating=group in ("G", "G_train"), prefix=f"{group}.")
+    try:
+        G = Generator(gen_cfg)
+    except (KeyError, TypeError, ValueError, ZeroDivisionError, OverflowError, RuntimeError) as e:
+        raise CheckpointError(f"{path} has an invalid generator configuration ({e})") from None
+    G.load_state_dict(groups.pop("G"))
+    G.eval().to(device)
+    return Checkpoint(generator=G, config=gen_cfg, class_names=class_names, meta=meta,
+                      extra_tensors=groups, path=path)

@@ -35,6 +35,7 @@ from core.io.official.records import (
     read_official_generator,
 )
 from core.io.official.unpickler import InertObject, PersistentRecord, _check_path, read_official_pickle
+from core.io.validate import check_model_size, validate_generator
 
 __all__ = [
     "InertObject", "OfficialGenerator", "PersistentRecord", "describe_official", "family_of",
@@ -86,6 +87,7 @@ def generator_from_official(og: OfficialGenerator) -> nn.Module:
     if reason:
         raise CheckpointError(f"{og.source}: {reason}")
     cfg = family.official_to_config(og)
+    validate_generator(cfg, source=og.source)  # config ranges and size limits, before anything is allocated
     try:
         G = family.build_generator(cfg)
     except (ValueError, TypeError, RuntimeError, ZeroDivisionError, OverflowError, IndexError, KeyError,
@@ -178,6 +180,7 @@ def describe_official(path: str | Path) -> str:
         lines.append(f"trained          {kimg:.1f} kimg")
     try:
         cfg = official_to_config(og)
+        check_model_size(cfg, og.source)  # "supported" only when it would also load
     except CheckpointError as e:
         lines.append(f"conversion       not supported: {e}")
         return "\n".join(lines)
