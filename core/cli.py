@@ -7,6 +7,7 @@ printed as one line (`error: ...`) with exit code 2; nothing prints a traceback 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -84,6 +85,12 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--res", type=int, default=32, help="resolution of --preset (default 32)")
     p.add_argument("--init-seed", type=int, default=0, help="weight seed of --preset (default 0)")
     p.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")
+    add_allow_large_argument(p)
+
+
+def add_allow_large_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--allow-large", action="store_true", help="open checkpoints above the size limits (see "
+                   "SECURITY.md; same as SGXL_ALLOW_LARGE=1)")
 
 
 def load_model(args: argparse.Namespace):
@@ -112,10 +119,9 @@ def load_model(args: argparse.Namespace):
 
 
 def write_image(path: Path, image: np.ndarray) -> None:
-    from PIL import Image
+    from core.io.files import save_image
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(image.squeeze(-1) if image.shape[-1] == 1 else image).save(path)
+    save_image(path, image)  # atomic: a full disk leaves no half image
 
 
 # ----------------------------------------------------------------------------- verbs
@@ -307,9 +313,10 @@ def cmd_metrics(args: argparse.Namespace) -> int:
         print("\n".join(format_class_acc(result)))
     print(f"{report.num_gen} generated vs {report.num_real} dataset images, {report.seconds:.1f} s")
     if args.out:
+        from core.io.files import atomic_write_text
+
         out = Path(args.out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(result, indent=2))
+        atomic_write_text(out, json.dumps(result, indent=2))
         print(f"wrote {out}")
     return 0
 
@@ -383,12 +390,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("info", help="describe a checkpoint (.sgxl or official .pkl) without converting it")
     p.add_argument("ckpt")
+    add_allow_large_argument(p)
     p.set_defaults(func=cmd_info)
 
     p = sub.add_parser("convert", help="convert an official StyleGAN-XL .pkl to our safe .sgxl format "
                                        "(or export a training snapshot's G_ema alone)")
     p.add_argument("pkl", metavar="IN", help="official .pkl, or a .sgxl snapshot to export without its training state")
     p.add_argument("--out", required=True, help="output .sgxl path")
+    add_allow_large_argument(p)
     p.set_defaults(func=cmd_convert)
 
     p = sub.add_parser("train", help="train (or grow, or resume) a StyleGAN-XL model")
@@ -424,6 +433,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true", help="no progress bar (logs still go to log.jsonl)")
     p.add_argument("--metrics", help="metrics at each snapshot, e.g. fd_effnet,kid (see `sgxl metrics`; default none)")
     p.add_argument("--metrics-num", type=int, default=1000, help="generated images per snapshot metric (default 1000)")
+    add_allow_large_argument(p)
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("metrics", help="FD / KID / precision-recall / IS of a generator against a dataset")
@@ -479,16 +489,28 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("explore", help="open the interactive explorer")
     p.add_argument("ckpt", nargs="?", help="checkpoint to open (default: the bundled demo)")
     p.add_argument("--device", default="auto")
+    add_allow_large_argument(p)
     p.set_defaults(func=cmd_explore)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if getattr(args, "allow_large", False):
+        from core.io.validate import ALLOW_LARGE_ENV
+
+        os.environ[ALLOW_LARGE_ENV] = "1"  # also reaches the processes a verb starts (explorer -> sgxl train)
     try:
         return int(args.func(args) or 0)
     except SGXLError as e:
         print(f"error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:
+        from core.io.files import disk_full_error, is_disk_full
+
+        if not is_disk_full(e):
+            raise
+        print(f"error: {disk_full_error(e.filename or '(a file)', e)}", file=sys.stderr)  # writes not via core.io.files
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

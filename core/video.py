@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -42,10 +43,15 @@ def interpolation_frames(
 
 
 def write_video(path: Path, frames: np.ndarray, fps: int = 30) -> Path:
-    """Write `frames` as .mp4 (imageio-ffmpeg) or .gif; falls back to .gif when ffmpeg is unavailable."""
+    """Write `frames` as .mp4 (imageio-ffmpeg) or .gif; falls back to .gif when ffmpeg is unavailable.
+
+    Written under a temporary name and renamed when complete (core.io.files): a full disk or a failed
+    encoder leaves no partial video and keeps an earlier file of the same name.
+    """
     import imageio.v2 as imageio
 
-    path.parent.mkdir(parents=True, exist_ok=True)
+    from core.io.files import atomic_path, disk_full_error, is_disk_full
+
     suffix = path.suffix.lower()
     if suffix not in (".mp4", ".gif"):
         raise UserInputError(f"video output must end in .mp4 or .gif, got {path.name}")
@@ -53,11 +59,18 @@ def write_video(path: Path, frames: np.ndarray, fps: int = 30) -> Path:
         try:
             import imageio_ffmpeg  # noqa: F401
 
-            # Sizes not divisible by 16 are fine for libx264 with macro_block_size=1.
-            imageio.mimwrite(path, list(frames), fps=fps, codec="libx264", quality=8, macro_block_size=1)
+            with atomic_path(path) as tmp:
+                # Sizes not divisible by 16 are fine for libx264 with macro_block_size=1.
+                imageio.mimwrite(tmp, list(frames), fps=fps, codec="libx264", quality=8, macro_block_size=1)
             return path
         except (ImportError, RuntimeError, OSError) as e:
+            if is_disk_full(e):
+                raise disk_full_error(path, e) from None
+            for code, words in ((errno.ENOSPC, "No space left"), (errno.EFBIG, "File too large")):
+                if words in str(e):  # ffmpeg died of it: imageio-ffmpeg reports a broken pipe + ffmpeg's log
+                    raise disk_full_error(path, OSError(code, words)) from None
             path = path.with_suffix(".gif")
             print(f"note: cannot write MP4 ({e}); writing {path.name} instead")
-    imageio.mimwrite(path, list(frames), duration=1000 / fps, loop=0)
+    with atomic_path(path) as tmp:
+        imageio.mimwrite(tmp, list(frames), duration=1000 / fps, loop=0)
     return path

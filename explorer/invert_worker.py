@@ -36,9 +36,9 @@ PREVIEW_MIN_S = 0.25  # a preview PNG at most this often (the panel polls about 
 
 
 def _atomic_bytes(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    from core.io.files import atomic_write_bytes
+
+    atomic_write_bytes(path, data)
 
 
 def _png_bytes(image: np.ndarray) -> bytes:

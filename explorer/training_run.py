@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from core.errors import DatasetError, UserInputError
+from core.training.lock import lock_holder
 
 LOG_FILE = "log.jsonl"
 PID_FILE = "train.pid"
@@ -205,6 +206,10 @@ class TrainProcess:
     @classmethod
     def start(cls, request: TrainRequest, env: dict[str, str] | None = None) -> TrainProcess:
         run_dir = Path(_abs(request.out))
+        holder = lock_holder(run_dir)
+        if holder is not None:  # checked here too: starting would clobber its train.pid and stderr log
+            raise UserInputError(f"{run_dir} is in use by another `sgxl train` (pid {holder}): Attach it to watch, "
+                                 "or choose another run dir")
         run_dir.mkdir(parents=True, exist_ok=True)
         env = dict(os.environ if env is None else env)
         # The child imports `core` from the same tree as this explorer, wherever it is started from.

@@ -25,6 +25,12 @@ import torch
 
 from core.errors import DatasetError
 
+# Hostile files: a dataset image is refused before decoding when its header asks for more pixels than
+# this (a decompression bomb: a few KB of PNG that decode to GBs), and no member is read past a cap.
+MAX_IMAGE_SIDE = 8192
+MAX_IMAGE_PIXELS = MAX_IMAGE_SIDE**2
+MAX_IMAGE_BYTES = 4 * MAX_IMAGE_PIXELS + 2**20  # an uncompressed RGBA file of the largest allowed image
+MAX_LABELS_BYTES = 128 * 2**20  # dataset.json: ImageNet's 1.28 M labels take ~45 MB
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".gif"})
 LABELS_FILE = "dataset.json"
 
@@ -63,10 +69,21 @@ class _Files:
             return sorted(n for n in self._archive().namelist() if not n.endswith("/"))
         return sorted(p.relative_to(self.path).as_posix() for p in self.path.rglob("*") if p.is_file())
 
-    def read(self, name: str) -> bytes:
+    def read(self, name: str, cap: int = MAX_IMAGE_BYTES) -> bytes:
+        """The bytes of `name`, refused (DatasetError) before reading when larger than `cap`."""
         if self.is_zip:
-            return self._archive().read(name)
-        return (self.path / name).read_bytes()
+            info = self._archive().getinfo(name)
+            size, packed = info.file_size, info.compress_size
+        else:
+            size = packed = (self.path / name).stat().st_size
+        if size > cap or (size > 64 * 2**20 and size > 20 * max(packed, 1)):
+            raise DatasetError(f"{self.path}/{name} is {size / 2**20:,.0f} MB when unpacked "
+                               f"({packed / 2**20:,.1f} MB stored): too large to read safely (limit "
+                               f"{cap / 2**20:,.0f} MB); remove it from the dataset")
+        if not self.is_zip:
+            return (self.path / name).read_bytes()
+        with self._archive().open(info) as f:  # zipfile stops at the directory's size, checked above
+            return f.read(cap + 1)
 
     def close(self) -> None:
         if self._zip is not None and self._zip_pid == os.getpid():
@@ -127,8 +144,8 @@ class ImageDataset(torch.utils.data.Dataset):
 
     def _read_labels_file(self, images: list[str]) -> tuple[list[int] | None, list[str]]:
         try:
-            meta = json.loads(self._files.read(LABELS_FILE))
-        except (ValueError, UnicodeDecodeError) as e:
+            meta = json.loads(self._files.read(LABELS_FILE, MAX_LABELS_BYTES))
+        except (ValueError, UnicodeDecodeError, RecursionError) as e:
             raise DatasetError(f"{self.path}/{LABELS_FILE} is not valid JSON: {e}") from None
         if not isinstance(meta, dict):
             raise DatasetError(f"{self.path}/{LABELS_FILE} must hold a JSON object with a 'labels' entry")
@@ -160,7 +177,18 @@ class ImageDataset(torch.utils.data.Dataset):
                 raise DatasetError(f"label of {name} in {LABELS_FILE} is {label!r}; only integer class labels "
                                    "are supported")
             labels.append(label)
+        from core.io.validate import MAX_CLASSES  # the generator's limit (imported here: it loads the networks)
+
+        if len(class_names) > MAX_CLASSES:
+            raise DatasetError(f"{LABELS_FILE} names {len(class_names)} classes; at most {MAX_CLASSES} are supported")
         num_classes = len(class_names) if class_names else max(labels) + 1
+        if not class_names and num_classes > MAX_CLASSES:
+            # Without names the class count is max(label) + 1 (the official format's rule): an absurd label
+            # would make an embedding table and a name list of that many classes. Refuse it up front.
+            name, label = max(zip(images, labels), key=lambda item: item[1])
+            raise DatasetError(f"label {label} of {name} in {LABELS_FILE} is out of range: labels count classes "
+                               f"0..N-1 and at most {MAX_CLASSES} classes are supported (list 'class_names' in "
+                               f"{LABELS_FILE} to name them)")
         bad = [(n, label) for n, label in zip(images, labels) if not 0 <= label < num_classes]
         if bad:
             raise DatasetError(f"label {bad[0][1]} of {bad[0][0]} is outside 0..{num_classes - 1} "
@@ -189,13 +217,18 @@ class ImageDataset(torch.utils.data.Dataset):
         try:
             with Image.open(io.BytesIO(self._files.read(name))) as img:
                 size, mode = img.size, img.mode
-        except (UnidentifiedImageError, OSError) as e:
+        except Image.DecompressionBombError as e:
+            raise DatasetError(f"{self.path}/{name} is too large to decode safely ({e})") from None
+        except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError, zipfile.BadZipFile) as e:
             raise DatasetError(f"{self.path}/{name} cannot be read as an image ({e})") from None
         self._check_shape(name, size, mode, resolution)
         return size[0]
 
     def _check_shape(self, name: str, size: tuple[int, int], mode: str, resolution: int | None) -> None:
         hint = "; convert the images with `sgxl dataset --source DIR --dest OUT.zip --res R`"
+        if size[0] * size[1] > MAX_IMAGE_PIXELS or max(size) > MAX_IMAGE_SIDE:
+            raise DatasetError(f"{self.path}/{name} claims {size[0]}x{size[1]} pixels: too large to decode safely "
+                               f"(at most {MAX_IMAGE_SIDE}x{MAX_IMAGE_SIDE}; a decompression bomb?){hint}")
         if mode != "RGB":
             raise DatasetError(f"{self.path}/{name} has mode {mode}, but images must be RGB{hint}")
         if size[0] != size[1]:
@@ -211,10 +244,12 @@ class ImageDataset(torch.utils.data.Dataset):
         name = self._names[raw]
         try:
             with Image.open(io.BytesIO(self._files.read(name))) as img:
+                self._check_shape(name, img.size, img.mode, self.resolution)  # before decoding a single pixel
                 img.load()
-                self._check_shape(name, img.size, img.mode, self.resolution)
                 arr = np.asarray(img)  # [R, R, 3]
-        except (UnidentifiedImageError, OSError) as e:
+        except Image.DecompressionBombError as e:
+            raise DatasetError(f"{self.path}/{name} is too large to decode safely ({e})") from None
+        except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError, zipfile.BadZipFile) as e:
             raise DatasetError(f"{self.path}/{name} cannot be read as an image ({e})") from None
         return arr.transpose(2, 0, 1)  # [3, R, R]
 

@@ -12,7 +12,6 @@ import argparse
 import io
 import json
 import os
-import shutil
 import warnings
 import zipfile
 from collections import Counter
@@ -24,10 +23,14 @@ import numpy as np
 
 from core.data.dataset import IMAGE_EXTENSIONS, LABELS_FILE
 from core.errors import DatasetError, UserInputError
+from core.io.files import commit_temp, discard_temp, disk_full_error, is_disk_full, open_temp, prepare_temp
 
 Transform = Literal["center-crop", "resize"]
 LabelMode = Literal["auto", "folders", "none"]
 BACKGROUND = (255, 255, 255)  # transparent pixels are composited on white
+# Source files are read whole: one above this is skipped unread. Pixel bombs (small files whose header
+# asks for more than twice Pillow's MAX_IMAGE_PIXELS) are skipped by Pillow's check before decoding.
+MAX_SOURCE_BYTES = 2**30
 
 
 @dataclass
@@ -141,39 +144,51 @@ def _png_bytes(img) -> bytes:
 # ----------------------------------------------------------------------------- writing
 
 class _Writer:
-    """Writes files into a temporary zip or folder next to `dest`; `commit` renames it into place."""
+    """Writes files into a temporary zip or folder next to `dest` (core.io.files naming: a killed
+    conversion's leftovers are swept by the next write there); `commit` renames it into place,
+    `abort` removes it. A full disk becomes one DiskFullError."""
 
     def __init__(self, dest: Path):
         self.dest = dest
         self.as_zip = dest.suffix.lower() == ".zip"
-        self.temp = dest.with_name(f".{dest.name}.tmp-{os.getpid()}")
-        self._zip = zipfile.ZipFile(self.temp, "w", compression=zipfile.ZIP_STORED) if self.as_zip else None
-        if not self.as_zip:
-            self.temp.mkdir(parents=True)
+        self.temp = prepare_temp(dest, directory=not self.as_zip)
+        self._file = open_temp(self.temp, "wb") if self.as_zip else None
+        self._zip = zipfile.ZipFile(self._file, "w", compression=zipfile.ZIP_STORED) if self.as_zip else None
 
     def write(self, name: str, data: bytes) -> None:
-        if self._zip is not None:
-            self._zip.writestr(name, data)
-        else:
-            path = self.temp / name
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(data)
+        try:
+            if self._zip is not None:
+                self._zip.writestr(name, data)
+            else:
+                path = self.temp / name
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_bytes(data)
+        except OSError as e:
+            if is_disk_full(e):
+                raise disk_full_error(self.dest, e) from None
+            raise
 
     def commit(self) -> None:
-        if self._zip is not None:
-            self._zip.close()
-            os.replace(self.temp, self.dest)
-        else:
-            if self.dest.exists():
-                shutil.rmtree(self.dest)
-            os.rename(self.temp, self.dest)
+        try:
+            if self._zip is not None:
+                self._zip.close()  # writes the zip directory: the last bytes that can hit a full disk
+                self._file.flush()
+                os.fsync(self._file.fileno())
+                self._file.close()
+            commit_temp(self.temp, self.dest)
+        except OSError as e:
+            if is_disk_full(e):
+                raise disk_full_error(self.dest, e) from None
+            raise
 
     def abort(self) -> None:
-        if self._zip is not None:
-            self._zip.close()
-            self.temp.unlink(missing_ok=True)
-        else:
-            shutil.rmtree(self.temp, ignore_errors=True)
+        for close in (getattr(self._zip, "close", None), getattr(self._file, "close", None)):
+            try:
+                if close is not None:
+                    close()
+            except (OSError, ValueError):
+                pass  # the disk may still be full: the temporary file is removed below anyway
+        discard_temp(self.temp)
 
 
 # ----------------------------------------------------------------------------- conversion
@@ -255,6 +270,8 @@ def convert_dataset(source: str | Path, dest: str | Path, resolution: int, trans
                 if use_folders and folder not in class_index:
                     raise _Skip("outside class folders")
                 notes: list[str] = []
+                if (source / name).stat().st_size > MAX_SOURCE_BYTES:
+                    raise _Skip(f"file larger than {MAX_SOURCE_BYTES // 2**30} GB")
                 img = _convert_one((source / name).read_bytes(), name, resolution, transform, min_size, notes)
             except _Skip as e:
                 skipped[str(e)] += 1

@@ -28,6 +28,7 @@ from pathlib import Path
 
 import torch
 
+from core.errors import DiskFullError
 from core.networks.generator import Generator
 from core.sampling import style_mix as _style_mix
 from core.sampling import ws_from_seeds
@@ -182,7 +183,7 @@ def ganspace_directions(G: Generator, cache_dir: str | Path | None = None, num_s
     from safetensors import safe_open
     from safetensors.torch import save as st_save
 
-    from core.io.checkpoint import atomic_write_bytes
+    from core.io.files import atomic_write_bytes
 
     path = ganspace_cache_path(G, cache_dir, num_samples, num_components, seed, class_idx)
     if path.is_file():
@@ -196,5 +197,8 @@ def ganspace_directions(G: Generator, cache_dir: str | Path | None = None, num_s
     space = compute_ganspace(G, num_samples, num_components, seed, class_idx)
     data = st_save({"directions": space.directions.contiguous(), "stdevs": space.stdevs.contiguous(),
                     "mean": space.mean.contiguous()}, metadata={"meta": json.dumps(space.meta)})
-    atomic_write_bytes(path, data)
+    try:
+        atomic_write_bytes(path, data)
+    except (OSError, DiskFullError):  # a read-only or full cache disk must not stop the edit
+        pass
     return space

@@ -26,6 +26,7 @@ from core.inversion.photo import load_photo
 from core.inversion.projector import ClassChoice, ProjectorConfig, StepReport, choose_class, project
 from core.inversion.pti import PTIConfig, pivotal_tuning, save_pti_checkpoint
 from core.io.checkpoint import Checkpoint
+from core.io.files import atomic_write_bytes, atomic_write_text, save_image
 from core.sampling import to_uint8
 
 MAX_VIDEO_FRAMES = 300
@@ -48,9 +49,7 @@ class InvertOptions:
 
 
 def write_image(path: Path, image: np.ndarray) -> None:
-    from PIL import Image
-
-    Image.fromarray(image).save(path)
+    save_image(path, image)  # atomic (core.io.files): a full disk leaves no half image
 
 
 def _enlarge(img: np.ndarray, factor: int) -> np.ndarray:
@@ -124,7 +123,7 @@ def run_invert(ckpt: Checkpoint, opts: InvertOptions, log=print) -> dict:
     from safetensors.torch import save as st_save
 
     cls = torch.tensor([-1 if choice.index is None else choice.index], dtype=torch.int64)
-    (out / "pivot.safetensors").write_bytes(st_save(
+    atomic_write_bytes(out / "pivot.safetensors", st_save(
         {"ws": proj.ws.detach().cpu().contiguous(), "class": cls},
         metadata={"image": str(opts.image), "checkpoint": str(ckpt.path or ""), "w_plus": str(opts.projector.w_plus)}))
     ckpt_path = save_pti_checkpoint(out / "pti.sgxl", tuned, meta={
@@ -157,7 +156,7 @@ def run_invert(ckpt: Checkpoint, opts: InvertOptions, log=print) -> dict:
         "seconds_total": round(time.perf_counter() - t_start, 3),
         "files": files,
     }
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
+    atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=1))
     log(f"{'phase':<12}{'PSNR dB':>9}{'SSIM':>8}{perceptual.name:>22}{'seconds':>9}")
     for phase, res in (("projection", proj), ("PTI", tuned)):
         m = res.metrics

@@ -121,6 +121,37 @@ def _remove(path: Path) -> None:
         pass
 
 
+def prepare_temp(path: Path | str, directory: bool = False) -> Path:
+    """Create the folder of `path`, sweep stale temporary files there, -> the temporary path to write.
+
+    With `directory=True` the temporary path is created as an empty folder.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _sweep_once(path.parent)
+    tmp = temp_path(path)
+    _remove(tmp)
+    if directory:
+        tmp.mkdir()
+    return tmp
+
+
+def commit_temp(tmp: Path, path: Path | str) -> None:
+    """Move a finished temporary file (or folder) to `path` in one step; an existing folder is replaced."""
+    path = Path(path)
+    if tmp.is_dir() and path.is_dir():
+        old = path.with_name(f".{path.name}.{os.getpid()}.tmp.old")
+        os.rename(path, old)
+        os.rename(tmp, path)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, path)
+
+
+def discard_temp(tmp: Path) -> None:
+    _remove(tmp)
+
+
 @contextmanager
 def atomic_path(path: Path | str, directory: bool = False) -> Iterator[Path]:
     """Yield a temporary path next to `path`; on success it is renamed to `path`, on any failure removed.
@@ -128,24 +159,12 @@ def atomic_path(path: Path | str, directory: bool = False) -> Iterator[Path]:
     With `directory=True` the temporary path is created as an empty folder (for datasets written as a
     folder); an existing target folder is replaced only after the new one is complete.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    _sweep_once(path.parent)
-    tmp = temp_path(path)
-    _remove(tmp)
+    tmp = prepare_temp(path, directory)
     try:
-        if directory:
-            tmp.mkdir()
         yield tmp
-        if directory and path.is_dir():
-            old = path.with_name(f".{path.name}.{os.getpid()}.tmp.old")
-            os.rename(path, old)
-            os.rename(tmp, path)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, path)
+        commit_temp(tmp, path)
     except BaseException as e:
-        _remove(tmp)
+        discard_temp(tmp)
         if is_disk_full(e):
             raise disk_full_error(path, e) from None
         raise

@@ -54,8 +54,8 @@ GiB = 2**30
 class Limits:
     """Upper bounds for a model built from a file (override: `--allow-large` / SGXL_ALLOW_LARGE=1).
 
-    The defaults leave room above the paper's largest generator (ImageNet 1024²: about 0.17 G
-    parameters and about 1.4 GB of float32 activations per image) and refuse what no GPU holds.
+    The defaults leave room above the paper's largest generator (the `imagenet` preset at 1024²: 237 M
+    parameters, 5.4 GB of float32 activations per image by `model_size`) and refuse what no GPU holds.
     """
 
     max_params: int = 2_000_000_000  # 8 GB of float32 weights

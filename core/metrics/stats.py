@@ -16,7 +16,6 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from core.errors import DiskFullError
 from core.metrics.features import FeatureExtractor
 from core.metrics.frechet import mean_cov
 
@@ -125,15 +125,9 @@ def extract_dataset_features(dataset, extractor: FeatureExtractor, indices: np.n
 
 
 def _atomic_save_npz(path: Path, **arrays) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    from core.io.files import atomic_write_with
+
+    atomic_write_with(path, lambda f: np.savez(f, **arrays))
 
 
 def dataset_stats(dataset, extractor: FeatureExtractor, max_items: int | None = None, batch: int = 64,
@@ -159,7 +153,7 @@ def dataset_stats(dataset, extractor: FeatureExtractor, max_items: int | None = 
         try:
             _atomic_save_npz(path, features=features, labels=labels, mu=mu, sigma=sigma,
                              key=np.asarray(json.dumps(key_fields)))
-        except OSError as e:  # a read-only cache must not stop the metric
+        except (OSError, DiskFullError) as e:  # a read-only or full cache disk must not stop the metric
             logger.warning("cannot write the statistics cache %s (%s)", path, e)
             path = None
     return DatasetStats(features, labels, mu, sigma, extractor.name, fingerprint, path if use_cache else None)

@@ -5,6 +5,7 @@ explorer's train panel (which runs `sgxl train` as a subprocess) both end up her
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,11 +13,12 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
-from core.errors import SGXLError, UserInputError
+from core.errors import CheckpointError, SGXLError, UserInputError
 from core.io.checkpoint import load_checkpoint
 from core.memory import retain_freed_memory
 from core.networks.discriminator import DiscriminatorConfig
 from core.networks.generator import Generator
+from core.training.lock import RunLock
 from core.training.loss import ClassifierGuidance, LossConfig
 from core.training.trainer import TrainConfig, Trainer, TrainState, build_generator_for
 
@@ -93,7 +95,6 @@ MIN_D_INPUT_SIZE = 64
 
 
 def run_training(opts: TrainOptions) -> Path | None:
-    from core.data.dataset import ImageDataset
 
     if opts.d_input_size < MIN_D_INPUT_SIZE:
         # Below 64 the deepest EfficientNet feature maps get smaller than the discriminator heads' kernels.
@@ -102,6 +103,15 @@ def run_training(opts: TrainOptions) -> Path | None:
     if opts.keep_d and (not opts.grow_from or opts.resume):
         raise UserInputError("--keep-d goes with --grow-from (a resumed run already has its discriminator)")
     device = init_distributed(opts.device)
+    # One trainer per run directory (rank 0 writes it; the other ranks of this job write nothing there).
+    rank = dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+    with RunLock(opts.out) if rank == 0 else contextlib.nullcontext():
+        return _run_training(opts, device)
+
+
+def _run_training(opts: TrainOptions, device: torch.device) -> Path | None:
+    from core.data.dataset import ImageDataset
+
     if device.type == "cpu":
         retain_freed_memory()  # ~1.35x faster CPU steps (see core/memory.py)
     resume_ckpt = grown_from = None
@@ -128,7 +138,10 @@ def run_training(opts: TrainOptions) -> Path | None:
         if saved is None:
             raise UserInputError(f"{opts.resume} is not a training snapshot (no training state); use --grow-from "
                                  "instead")
-        cfg = TrainConfig.from_dict(saved)
+        try:
+            cfg = TrainConfig.from_dict(saved)
+        except (TypeError, ValueError, KeyError) as e:
+            raise CheckpointError(f"{opts.resume}: its training configuration is corrupt ({e})") from None
         if opts.kimg is not None:  # the only settings a resume may change: how far to go, what to measure
             cfg.kimg = opts.kimg
         if opts.metrics is not None:

@@ -34,6 +34,7 @@ import torch.distributed as dist
 
 from core.errors import SGXLError
 from core.io.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from core.io.files import append_line, save_image
 from core.networks.discriminator import DiscriminatorConfig, ProjectedDiscriminator
 from core.networks.generator import Generator
 from core.training.loss import LossConfig, ProjectedGANLoss
@@ -299,8 +300,7 @@ class Trainer:
         if self.rank != 0:
             return
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        with open(self.run_dir / "log.jsonl", "a") as f:
-            f.write(json.dumps({"time": time.time(), **record}) + "\n")
+        append_line(self.run_dir / "log.jsonl", json.dumps({"time": time.time(), **record}))
         self._tensorboard(record)
 
     def _tensorboard(self, record: dict) -> None:
@@ -344,12 +344,9 @@ class Trainer:
     def save_snapshot(self, final: bool = False) -> Path | None:
         if self.rank != 0:
             return None
-        from PIL import Image
 
         kimg = self.state.cur_nimg / 1e3
-        samples = self.run_dir / "samples"
-        samples.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(self.sample_grid()).save(samples / f"fakes{int(round(kimg * 1000)):09d}.png")
+        save_image(self.run_dir / "samples" / f"fakes{int(round(kimg * 1000)):09d}.png", self.sample_grid())
         metrics = self.metrics_fn(self.G_ema) if self.metrics_fn else self._snapshot_metrics()
         if metrics:
             self.log({"event": "metrics", "kimg": kimg, **metrics})
@@ -393,7 +390,10 @@ class Trainer:
         _load_optimizer(self.opt_G, ex["opt_G"])
         _load_optimizer(self.opt_D, ex["opt_D"])
         torch.set_rng_state(ex["rng"]["torch"])
-        self.state = TrainState(**ckpt.meta["train_state"])
+        try:
+            self.state = TrainState(**ckpt.meta["train_state"])
+        except (TypeError, KeyError) as e:
+            raise TrainingError(f"{ckpt.path}: its training state is corrupt ({e})") from None
 
     def adopt_discriminator(self, ckpt: Checkpoint) -> None:
         """Start D from the trained heads (CCM/CSM, per-scale heads) of a previous stage's snapshot.
@@ -425,14 +425,12 @@ class Trainer:
         cfg = self.cfg
         total = int(cfg.kimg * 1000)
         if self.rank == 0 and self.state.cur_nimg == 0:
-            from PIL import Image
 
             from core.sampling import image_grid
 
-            (self.run_dir / "samples").mkdir(parents=True, exist_ok=True)
             n = min(len(self.dataset), 32)
             reals = np.stack([np.asarray(self.dataset[i][0]).transpose(1, 2, 0) for i in range(n)])
-            Image.fromarray(image_grid(reals, cols=8)).save(self.run_dir / "samples" / "reals.png")
+            save_image(self.run_dir / "samples" / "reals.png", image_grid(reals, cols=8))
         # Logged at every (re)start, so a reader of the log alone knows the target of each leg
         # (a resume or a grown stage changes cfg.kimg); "start_kimg" is where this leg begins.
         config = cfg.to_dict()

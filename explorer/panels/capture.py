@@ -41,7 +41,9 @@ class CapturePanel(Panel):
         self.app.set_status(f"saved {path}")
 
     def save(self, folder: Path) -> Path:
-        from PIL import Image
+        """Write the frame as a new PNG in `folder` (atomically: a full disk raises DiskFullError, which the
+        app shows in the status bar, and leaves no partial file)."""
+        from core.io.files import save_image
 
         frame = self.app.frame
         if frame is None:
@@ -53,5 +55,4 @@ class CapturePanel(Panel):
         while path.exists():
             path = folder / f"{stem}-{n}.png"
             n += 1
-        Image.fromarray(frame.to_uint8()).save(path)
-        return path
+        return save_image(path, frame.to_uint8())

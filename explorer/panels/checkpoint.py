@@ -9,6 +9,8 @@ from pathlib import Path
 import dearpygui.dearpygui as dpg
 import torch
 
+from core.errors import DiskFullError
+from core.io.files import atomic_write_text
 from explorer.panels.base import Panel
 from explorer.renderer import ModelInfo
 
@@ -34,12 +36,9 @@ def add_recent(path: Path, entry: str) -> list[str]:
     items = [entry] + [p for p in load_recent(path) if p != entry]
     items = items[:RECENT_MAX]
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(items, indent=1))
-        os.replace(tmp, path)
-    except OSError:
-        pass  # a read-only home must not break the explorer
+        atomic_write_text(path, json.dumps(items, indent=1))
+    except (OSError, DiskFullError):
+        pass  # a read-only or full home must not break the explorer
     return items
 
 
