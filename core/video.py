@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from core.errors import UserInputError
+from core.errors import SGXLError, UserInputError
 from core.networks.generator import Generator
 from core.sampling import to_uint8, ws_from_seeds
 
@@ -50,7 +50,7 @@ def write_video(path: Path, frames: np.ndarray, fps: int = 30) -> Path:
     """
     import imageio.v2 as imageio
 
-    from core.io.files import atomic_path, disk_full_error, is_disk_full
+    from core.io.files import atomic_path, atomic_write_bytes, disk_full_error, is_disk_full
 
     suffix = path.suffix.lower()
     if suffix not in (".mp4", ".gif"):
@@ -62,6 +62,7 @@ def write_video(path: Path, frames: np.ndarray, fps: int = 30) -> Path:
             with atomic_path(path) as tmp:
                 # Sizes not divisible by 16 are fine for libx264 with macro_block_size=1.
                 imageio.mimwrite(tmp, list(frames), fps=fps, codec="libx264", quality=8, macro_block_size=1)
+                _check_complete(tmp, path, len(frames))
             return path
         except (ImportError, RuntimeError, OSError) as e:
             if is_disk_full(e):
@@ -71,6 +72,22 @@ def write_video(path: Path, frames: np.ndarray, fps: int = 30) -> Path:
                     raise disk_full_error(path, OSError(code, words)) from None
             path = path.with_suffix(".gif")
             print(f"note: cannot write MP4 ({e}); writing {path.name} instead")
-    with atomic_path(path) as tmp:
-        imageio.mimwrite(tmp, list(frames), duration=1000 / fps, loop=0)
+    # Encoded in memory, then written in one atomic step (the GIF writer's own file handling would
+    # report a failed write twice, the second time from a destructor).
+    atomic_write_bytes(path, imageio.mimwrite("<bytes>", list(frames), format="GIF", duration=1000 / fps, loop=0))
     return path
+
+
+def _check_complete(written: Path, path: Path, expected_frames: int) -> None:
+    """imageio-ffmpeg ignores ffmpeg's exit status: a video cut short (a full disk while ffmpeg writes) would
+    pass as written. Count the frames in the file (ffmpeg reads the container, no decoding) before keeping it."""
+    import imageio_ffmpeg
+
+    try:
+        frames, _ = imageio_ffmpeg.count_frames_and_secs(str(written))
+    except (RuntimeError, OSError, ValueError):
+        frames = 0
+    if frames != expected_frames:
+        raise SGXLError(f"cannot write {path}: the video encoder stopped after {frames} of {expected_frames} frames "
+                        "(is the disk full?); nothing was written in its place (an earlier version, if any, is "
+                        "intact)")

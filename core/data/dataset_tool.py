@@ -23,7 +23,7 @@ import numpy as np
 
 from core.data.dataset import IMAGE_EXTENSIONS, LABELS_FILE
 from core.errors import DatasetError, UserInputError
-from core.io.files import commit_temp, discard_temp, disk_full_error, is_disk_full, open_temp, prepare_temp
+from core.io import files as fileio
 
 Transform = Literal["center-crop", "resize"]
 LabelMode = Literal["auto", "folders", "none"]
@@ -151,8 +151,8 @@ class _Writer:
     def __init__(self, dest: Path):
         self.dest = dest
         self.as_zip = dest.suffix.lower() == ".zip"
-        self.temp = prepare_temp(dest, directory=not self.as_zip)
-        self._file = open_temp(self.temp, "wb") if self.as_zip else None
+        self.temp = fileio.prepare_temp(dest, directory=not self.as_zip)
+        self._file = fileio.open_temp(self.temp, "wb") if self.as_zip else None
         self._zip = zipfile.ZipFile(self._file, "w", compression=zipfile.ZIP_STORED) if self.as_zip else None
 
     def write(self, name: str, data: bytes) -> None:
@@ -162,10 +162,11 @@ class _Writer:
             else:
                 path = self.temp / name
                 path.parent.mkdir(parents=True, exist_ok=True)
-                path.write_bytes(data)
+                with fileio.open_temp(path, "wb") as f:  # inside the temporary folder: renamed with it
+                    f.write(data)
         except OSError as e:
-            if is_disk_full(e):
-                raise disk_full_error(self.dest, e) from None
+            if fileio.is_disk_full(e):
+                raise fileio.disk_full_error(self.dest, e) from None
             raise
 
     def commit(self) -> None:
@@ -175,10 +176,10 @@ class _Writer:
                 self._file.flush()
                 os.fsync(self._file.fileno())
                 self._file.close()
-            commit_temp(self.temp, self.dest)
+            fileio.commit_temp(self.temp, self.dest)
         except OSError as e:
-            if is_disk_full(e):
-                raise disk_full_error(self.dest, e) from None
+            if fileio.is_disk_full(e):
+                raise fileio.disk_full_error(self.dest, e) from None
             raise
 
     def abort(self) -> None:
@@ -188,7 +189,7 @@ class _Writer:
                     close()
             except (OSError, ValueError):
                 pass  # the disk may still be full: the temporary file is removed below anyway
-        discard_temp(self.temp)
+        fileio.discard_temp(self.temp)
 
 
 # ----------------------------------------------------------------------------- conversion

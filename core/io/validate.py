@@ -71,6 +71,8 @@ MAX_COMPRESSION_RATIO = 20  # float weights barely compress; a member inflating 
 RATIO_CHECK_ABOVE = 64 * MiB  # below this size the ratio does not matter
 TRAINING_STATE_ALLOWANCE = 2 * GiB  # D (+ its Adam moments) and small groups in a training snapshot
 FLOAT_DTYPES = {"F16": torch.float16, "BF16": torch.bfloat16, "F32": torch.float32, "F64": torch.float64}
+DTYPE_NAMES = {"I64": "int64", "I32": "int32", "I16": "int16", "I8": "int8", "U8": "uint8", "U16": "uint16",
+               "U32": "uint32", "U64": "uint64", "BOOL": "bool", "F8_E4M3": "float8", "F8_E5M2": "float8"}
 DTYPE_BYTES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1,
                "BOOL": 1, "U16": 2, "U32": 4, "U64": 8, "F8_E4M3": 1, "F8_E5M2": 1}
 
@@ -412,7 +414,7 @@ def validate_generator(cfg: GeneratorConfig | dict, tensors: Mapping[str, torch.
     `check_shapes`, `tensors` must be exactly the generator's state (names and shapes); without, only
     dtypes and finiteness are checked (the official importer maps names and shapes itself).
     """
-    cfg = generator_config_from_dict(cfg, source) if isinstance(cfg, dict) else cfg
+    cfg = cfg if isinstance(cfg, GeneratorConfig) else generator_config_from_dict(cfg, source)
     check_generator_config(cfg, source)
     check_model_size(cfg, source, allow_large)
     if tensors is not None:
@@ -530,5 +532,6 @@ def check_generator_header(infos: Mapping[str, TensorInfo], cfg: GeneratorConfig
         check_state_shapes({k: v.shape for k, v in state.items()}, expected, source, prefix=group + ".")
         for k, v in state.items():
             if v.dtype not in FLOAT_DTYPES:
-                raise CheckpointError(f"{source}: tensor {group}.{k} holds {v.dtype} values where floating-point "
+                raise CheckpointError(f"{source}: tensor {group}.{k} holds {DTYPE_NAMES.get(v.dtype, v.dtype)} values "
+                                      "where floating-point "
                                       "weights belong; the file is corrupt or not a generator")

@@ -73,8 +73,10 @@ class RunLock:
         self.run_dir = Path(run_dir)
         self.path = self.run_dir / LOCK_FILE
         self._fd: int | None = None
+        self._created_dir = False
 
     def acquire(self) -> RunLock:
+        self._created_dir = not self.run_dir.exists()
         self.run_dir.mkdir(parents=True, exist_ok=True)
         record = json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "started": time.time()}).encode()
         for _ in range(10):  # retried only when a releasing holder unlinked the file under us
@@ -122,6 +124,11 @@ class RunLock:
             pass
         os.close(self._fd)
         self._fd = None
+        if self._created_dir:  # a trainer refused early (bad data...) leaves no empty run directory behind
+            try:
+                self.run_dir.rmdir()
+            except OSError:
+                pass  # not empty: the run wrote something
 
     def __enter__(self) -> RunLock:
         return self.acquire()
