@@ -119,6 +119,7 @@ _SYNTHESIS_FIELDS: dict[str, tuple[str, float, float]] = {
 _STAGE_FIELDS: dict[str, tuple[str, float, float]] = {
     "up_factor": ("pow2", 2, 16),
     "head_layers": ("int", 3, 256),
+    "magnitude_ema_beta": ("float?", 0.0, 1.0),
 }
 MAX_STAGES = 16
 
