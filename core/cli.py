@@ -268,7 +268,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         data=args.data or "", out=out, preset=args.preset, grow_from=args.grow_from, head_layers=args.head_layers,
         keep_d=args.keep_d, resume=args.resume, batch=args.batch, batch_gpu=args.batch_gpu, kimg=args.kimg,
         snapshot_kimg=args.snap, tick_kimg=args.tick, g_lr=args.glr, d_lr=args.dlr, cls_weight=args.cls_weight,
-        class_map=class_map, range_weight=args.range_weight,
+        class_map=class_map, range_weight=args.range_weight, class_embeddings=args.class_embeddings,
+        synthesis_emas=args.synthesis_emas,
         blur_fade_kimg=args.blur_fade_kimg, d_input_size=args.d_input_size, deit_weights=args.deit_weights,
         mirror=args.mirror, seed=args.seed, device=args.device, progress=not args.no_progress,
         metrics=metrics, metrics_num=args.metrics_num)
@@ -417,13 +418,23 @@ def build_parser() -> argparse.ArgumentParser:
                    "--resume: the run's new total")
     p.add_argument("--snap", type=float, default=1.0, help="snapshot every N kimg (default 1)")
     p.add_argument("--tick", type=float, default=0.1, help="log every N kimg (default 0.1)")
-    p.add_argument("--glr", type=float, default=0.0025)
-    p.add_argument("--dlr", type=float, default=0.002)
-    p.add_argument("--cls-weight", type=float, default=0.0, help="classifier guidance weight (0 = off)")
+    p.add_argument("--glr", type=float, default=0.0025, help="G learning rate (default 0.0025); as officially, Adam "
+                   "gets the lazy-regularisation scaling: lr x 4/5 (0.002) and betas (0, 0.99^(4/5) = 0.992)")
+    p.add_argument("--dlr", type=float, default=0.002, help="D learning rate (default 0.002); Adam gets lr x 16/17 "
+                   "(0.00188) and betas (0, 0.99^(16/17) = 0.9906), as officially")
+    p.add_argument("--cls-weight", type=float, default=0.0, help="classifier guidance weight, as officially: the "
+                   "G loss of a pass of b images is b x mean(-D(fake)) + weight x mean cross-entropy (0 = off)")
     p.add_argument("--range-weight", type=float, default=0.0, help="penalty on generated pixels outside "
                    "[-1, 1] (not in the paper; keeps a new growth-stage head from drifting out of range; 0 = off)")
     p.add_argument("--class-map", help="ImageNet class index per dataset class, for guidance on other datasets")
-    p.add_argument("--blur-fade-kimg", type=float, default=300.0, help="fade the D blur out over N kimg")
+    p.add_argument("--blur-fade-kimg", type=float, default=300.0, help="fade the blur of D's inputs (official kernel "
+                   "exp2(-(t/sigma)^2), sigma 2 -> 0) out over the stage's first N kimg (default 300; 0 = no blur)")
+    p.add_argument("--class-embeddings", help="the official ImageNet class-embedding table "
+                   "in_embeddings/tf_efficientnet_lite0.pkl (default: $SGXL_CLASS_EMBEDDINGS, then "
+                   "~/.cache/sgxl/in_embeddings/tf_efficientnet_lite0.pkl; without it a table derived from "
+                   "EfficientNet-lite0's classifier) for the initial class embeddings of G and D")
+    p.add_argument("--synthesis-emas", action="store_true", help="not official, for A/B runs only: update the "
+                   "synthesis layers' magnitude EMAs in the D phase (StyleGAN3's habit; StyleGAN-XL never does)")
     p.add_argument("--d-input-size", type=int, default=224,
                    help="resize images to this before the feature networks (paper: 224; smaller is faster on CPU)")
     p.add_argument("--deit-weights", help="DeiT-base distilled weights file (optional second feature network)")

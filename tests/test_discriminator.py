@@ -122,7 +122,9 @@ def test_range_weight_adds_to_the_generator_loss(effnet: EfficientNetFeatures) -
         expected = float(out_of_range_penalty(G(z, c)))
     assert expected > 0.5
     assert stats["G_range"] == pytest.approx(expected, rel=1e-5)
-    assert float(ranged) == pytest.approx(stats["G_adv"] + 10.0 * expected, rel=1e-5)
+    # Per image like the adversarial term; the loss itself is the sum over the 2 images (official scale).
+    assert stats["G_loss"] == pytest.approx(stats["G_adv"] + 10.0 * expected, rel=1e-5)
+    assert float(ranged) == pytest.approx(2 * stats["G_loss"], rel=1e-5)
 
 
 def test_path_length_regularization_gives_generator_gradients(effnet: EfficientNetFeatures) -> None:

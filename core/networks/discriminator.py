@@ -7,7 +7,10 @@ are randomly projected and never trained:
   - CSM (cross-scale mixing): top-down fusion, each step adds the coarser mix to the current scale,
     upsamples x2 (bilinear) and applies a random 1x1 conv -> 64/64/128/256 ch.
 One small discriminator per scale (spectral-norm DownBlocks to 8x8, then a 4x4 conv) reads each
-mixed map; it is class-conditional by projection onto an embedding of the class (Miyato 2018).
+mixed map; it is class-conditional by projection onto an embedding of the class (Miyato 2018). As
+officially, that embedding is a trainable `Embedding(c_dim, 320)` initialised from the pretrained
+ImageNet class table (rows 0..c_dim-1; see core/training/class_embeddings.py), followed by an
+equalized-lr FC 320 -> 64 with leaky ReLU (gain sqrt(2)).
 All logits of all scales and feature networks are concatenated: [B, N].
 """
 
@@ -23,6 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils import spectral_norm
 
+from core.networks.layers import FullyConnectedLayer
 from core.training.augment import DEFAULT_POLICY, diff_augment
 
 
@@ -40,7 +44,8 @@ class DiscriminatorConfig:
     c_dim: int = 0
     ccm_channels: int = 64  # CCM widths are 64 * 2^scale
     cmap_dim: int = 64  # width of the conditional projection
-    class_embed_dim: int = 128
+    embed_dim: int = 320  # class-embedding width (the ImageNet table's; official)
+    class_embedding: str = "random"  # where the embedding rows came from (official / lite0-classifier / random)
     augment_policy: str = DEFAULT_POLICY
     translation_ratio: float = 0.125
     cutout_ratio: float = 0.2
@@ -92,15 +97,17 @@ def _nominal_size(size: int) -> int:
 
 
 class DownBlock(nn.Sequential):
+    """Spectral-norm 4x4 stride-2 conv (with bias, as officially), BatchNorm (batch statistics), LeakyReLU 0.2."""
+
     def __init__(self, c_in: int, c_out: int) -> None:
-        super().__init__(spectral_norm(nn.Conv2d(c_in, c_out, 4, 2, 1, bias=False)), nn.BatchNorm2d(c_out),
+        super().__init__(spectral_norm(nn.Conv2d(c_in, c_out, 4, 2, 1, bias=True)), nn.BatchNorm2d(c_out),
                          nn.LeakyReLU(0.2))
 
 
 class ScaleDiscriminator(nn.Module):
     """DownBlocks from the feature map's size to 8x8, then a 4x4 conv to `cmap_dim` (or 1) channels."""
 
-    def __init__(self, c_in: int, size: int, cfg: DiscriminatorConfig) -> None:
+    def __init__(self, c_in: int, size: int, cfg: DiscriminatorConfig, class_rows: torch.Tensor | None = None) -> None:
         super().__init__()
         nominal = _nominal_size(size)
         widths = dict(_WIDTHS)
@@ -114,8 +121,11 @@ class ScaleDiscriminator(nn.Module):
         out_ch = cfg.cmap_dim if self.conditional else 1
         self.out = spectral_norm(nn.Conv2d(widths[nominal], out_ch, 4, 1, 0, bias=False))
         if self.conditional:
-            self.embed = nn.Embedding(cfg.c_dim, cfg.class_embed_dim)
-            self.embed_proj = nn.Sequential(nn.Linear(cfg.class_embed_dim, cfg.cmap_dim), nn.LeakyReLU(0.2))
+            self.embed = nn.Embedding(cfg.c_dim, cfg.embed_dim)  # trainable, as officially (D's optimizer)
+            if class_rows is not None:
+                with torch.no_grad():
+                    self.embed.weight.copy_(class_rows)
+            self.embed_proj = FullyConnectedLayer(cfg.embed_dim, cfg.cmap_dim, activation="lrelu")
         self.cmap_dim = cfg.cmap_dim
 
     def forward(self, x: torch.Tensor, c_weights: torch.Tensor | None) -> torch.Tensor:
@@ -128,10 +138,14 @@ class ScaleDiscriminator(nn.Module):
 
 
 class ProjectedDiscriminator(nn.Module):
-    def __init__(self, feature_networks: dict[str, nn.Module], cfg: DiscriminatorConfig) -> None:
+    def __init__(self, feature_networks: dict[str, nn.Module], cfg: DiscriminatorConfig,
+                 class_rows: torch.Tensor | None = None) -> None:
+        """`class_rows` [c_dim, embed_dim]: the initial class embedding of every head (random when None)."""
         super().__init__()
         if not feature_networks:
             raise ValueError("the projected discriminator needs at least one feature network")
+        if class_rows is not None and tuple(class_rows.shape) != (cfg.c_dim, cfg.embed_dim):
+            raise ValueError(f"class_rows must be [{cfg.c_dim}, {cfg.embed_dim}], got {tuple(class_rows.shape)}")
         self.cfg = cfg
         self.feature_networks = nn.ModuleDict(feature_networks)
         self.feature_networks.requires_grad_(False)
@@ -143,7 +157,7 @@ class ProjectedDiscriminator(nn.Module):
             # Mixed maps sit at strides 2/4/8/16 of the feature network input.
             sizes = [cfg.input_size // s for s in (2, 4, 8, 16)]
             self.discriminators[name] = nn.ModuleList(
-                ScaleDiscriminator(ch, size, cfg) for ch, size in zip(proj.out_channels, sizes))
+                ScaleDiscriminator(ch, size, cfg, class_rows) for ch, size in zip(proj.out_channels, sizes))
 
     def train(self, mode: bool = True) -> ProjectedDiscriminator:
         super().train(mode)
@@ -157,8 +171,14 @@ class ProjectedDiscriminator(nn.Module):
     def forward(self, img: torch.Tensor, c_weights: torch.Tensor | None, augment: bool = True,
                 gen: torch.Generator | None = None) -> torch.Tensor:
         """img [B, 3, H, W] in [-1, 1], class weights [B, c_dim] -> logits [B, N]."""
-        logits = []
+        return torch.cat(self.forward_per_network(img, c_weights, augment, gen), dim=1)
+
+    def forward_per_network(self, img: torch.Tensor, c_weights: torch.Tensor | None, augment: bool = True,
+                            gen: torch.Generator | None = None) -> list[torch.Tensor]:
+        """One [B, N_net] logits tensor per feature network (the losses average within a network, then add)."""
+        out = []
         for name, net in self.feature_networks.items():
+            logits = []
             x = img
             if augment and self.cfg.augment_policy:
                 x = diff_augment(x, self.cfg.augment_policy, self.cfg.translation_ratio, self.cfg.cutout_ratio, gen)
@@ -168,4 +188,5 @@ class ProjectedDiscriminator(nn.Module):
             feats = self.projections[name](net(x))
             for disc, f in zip(self.discriminators[name], feats):
                 logits.append(disc(f, c_weights))
-        return torch.cat(logits, dim=1)
+            out.append(torch.cat(logits, dim=1))
+        return out

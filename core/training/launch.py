@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from core.io.checkpoint import load_checkpoint
 from core.memory import retain_freed_memory
 from core.networks.discriminator import DiscriminatorConfig
 from core.networks.generator import Generator
+from core.training.class_embeddings import find_class_embeddings
 from core.training.lock import RunLock
 from core.training.loss import ClassifierGuidance, LossConfig
 from core.training.trainer import TrainConfig, Trainer, TrainState, build_generator_for
@@ -41,6 +43,8 @@ class TrainOptions:
     d_lr: float = 0.002
     cls_weight: float = 0.0
     range_weight: float = 0.0
+    class_embeddings: str | None = None  # the official class-embedding table (.pkl); default: see class_embeddings
+    synthesis_emas: bool = False  # not official: update the synthesis magnitude EMAs (A/B runs only)
     class_map: list[int] | None = None
     blur_fade_kimg: float = 300.0
     d_input_size: int = 224
@@ -88,7 +92,9 @@ def classifier_guidance(loss: LossConfig, c_dim: int, device: torch.device) -> C
                              "--class-map with one ImageNet class index per dataset class, or --cls-weight 0")
     if loss.class_map and len(loss.class_map) != c_dim:
         raise UserInputError(f"--class-map has {len(loss.class_map)} entries for {c_dim} classes")
-    return ClassifierGuidance(ImageNetClassifier(device=device), loss.class_map).to(device)
+    # The whole image, resized to 224² (bilinear), as the official guidance's Interpolate(224); the classifier is
+    # EfficientNet-lite0 (official: DeiT-small distilled, whose weights we cannot assume offline).
+    return ClassifierGuidance(ImageNetClassifier(device=device), loss.class_map, resize=224).to(device)
 
 
 MIN_D_INPUT_SIZE = 64
@@ -114,7 +120,7 @@ def _run_training(opts: TrainOptions, device: torch.device) -> Path | None:
 
     if device.type == "cpu":
         retain_freed_memory()  # ~1.35x faster CPU steps (see core/memory.py)
-    resume_ckpt = grown_from = None
+    resume_ckpt = grown_from = class_table = None
     data = opts.data
     if opts.resume:
         path = Path(opts.resume)
@@ -127,7 +133,7 @@ def _run_training(opts: TrainOptions, device: torch.device) -> Path | None:
         raise UserInputError("--metrics class_acc needs a labelled dataset (a class-conditional model); this one "
                              "has no labels")
     loss_cfg = LossConfig(cls_weight=opts.cls_weight, class_map=opts.class_map, blur_fade_kimg=opts.blur_fade_kimg,
-                          range_weight=opts.range_weight)
+                          range_weight=opts.range_weight, update_synthesis_emas=opts.synthesis_emas)
     stage_kimg = 10.0 if opts.kimg is None else opts.kimg
     cfg = TrainConfig(batch=opts.batch, batch_gpu=opts.batch_gpu, kimg=stage_kimg, snapshot_kimg=opts.snapshot_kimg,
                       tick_kimg=opts.tick_kimg, g_lr=opts.g_lr, d_lr=opts.d_lr, seed=opts.seed, mirror=opts.mirror,
@@ -152,8 +158,13 @@ def _run_training(opts: TrainOptions, device: torch.device) -> Path | None:
         class_names = resume_ckpt.class_names
     else:
         grown_from = load_checkpoint(opts.grow_from) if opts.grow_from else None
+        class_table = find_class_embeddings(opts.class_embeddings)
         torch.manual_seed(opts.seed)  # --seed fixes the new layers' initial weights too, not only the training
-        G, class_names = build_generator_for(dataset, opts.preset, grown_from, opts.head_layers, device)
+        G, class_names = build_generator_for(dataset, opts.preset, grown_from, opts.head_layers, device, class_table)
+        if G.c_dim > 0 and class_table is not None and class_table.rows(G.c_dim, cfg.disc.embed_dim) is not None:
+            print(f"class embeddings: {class_table.describe()}", file=sys.stderr)
+        elif G.c_dim > 0:
+            print("class embeddings: random (no ImageNet class table fits this run)", file=sys.stderr)
     state = None
     if grown_from is not None:
         # kimg keeps counting over the whole run; blur restarts with the stage.
@@ -165,7 +176,7 @@ def _run_training(opts: TrainOptions, device: torch.device) -> Path | None:
     guidance = classifier_guidance(cfg.loss, G.c_dim, device)
     nets = feature_networks(cfg.disc.input_size, opts.deit_weights, device)
     trainer = Trainer(G, dataset, opts.out, cfg, nets, device=device, guidance=guidance,
-                      class_names=class_names, state=state)
+                      class_names=class_names, state=state, class_table=class_table)
     if opts.keep_d:
         trainer.adopt_discriminator(grown_from)
     if resume_ckpt is not None:

@@ -1,7 +1,10 @@
 """The StyleGAN-XL training loop: G/D alternation, G EMA, snapshots, resume, progressive stages.
 
-Recipe (paper Sec. 4 / DESIGN.md §3): Adam betas (0, 0.99), eps 1e-8, G lr 0.0025, D lr 0.002;
-G_ema with ema_kimg = batch * 10 / 32 and a 5% ramp-up; hinge loss with a fading blur; the
+Recipe (paper Sec. 4, official training_loop.py): Adam betas (0, 0.99), eps 1e-8, G lr 0.0025, D lr 0.002,
+both with the official lazy-regularisation scaling (interval k: lr x k/(k+1), betas ** (k/(k+1)); G k = 4,
+D k = 16, applied although StyleGAN-XL has no R1: G gets lr 0.002 and beta2 0.99^0.8, D lr 0.002 x 16/17
+and beta2 0.99^(16/17)); G_ema with ema_kimg = batch * 10 / 32 and a 5% ramp-up over the stage's images
+seen before the step; hinge loss with a fading blur; the
 projected discriminator is rebuilt fresh for every stage (or, with --keep-d, starts from the
 previous stage's); in a growth stage only the new head of G trains. Snapshots hold G_ema (what
 users generate with) plus everything needed to resume exactly: G, D, both optimizers, the RNG
@@ -37,6 +40,7 @@ from core.io.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from core.io.files import append_line, save_image
 from core.networks.discriminator import DiscriminatorConfig, ProjectedDiscriminator
 from core.networks.generator import Generator
+from core.training.class_embeddings import ClassEmbeddingTable
 from core.training.loss import LossConfig, ProjectedGANLoss
 
 
@@ -51,10 +55,12 @@ class TrainConfig:
     kimg: float = 10.0  # train until this many thousand images (counted over the whole run)
     snapshot_kimg: float = 1.0
     tick_kimg: float = 0.1  # log interval
-    g_lr: float = 0.0025
+    g_lr: float = 0.0025  # base learning rates, before the lazy-regularisation scaling below
     d_lr: float = 0.002
     betas: tuple[float, float] = (0.0, 0.99)
     eps: float = 1e-8
+    g_reg_interval: int | None = 4  # official lazy-regularisation intervals (None: no scaling)
+    d_reg_interval: int | None = 16
     ema_kimg: float | None = None  # default batch * 10 / 32
     ema_rampup: float = 0.05
     seed: int = 0
@@ -72,11 +78,32 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> TrainConfig:
-        d = dict(d)
-        d["loss"] = LossConfig(**d.get("loss", {}))
-        d["disc"] = DiscriminatorConfig(**d.get("disc", {}))
+        """A config saved by any version: settings that no longer exist are dropped (an older snapshot's
+        discriminator layout is then refused by `Trainer.restore` with its own message)."""
+        d = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
+        d["loss"] = LossConfig(**_known(LossConfig, d.get("loss", {})))
+        d["disc"] = DiscriminatorConfig(**_known(DiscriminatorConfig, d.get("disc", {})))
         d["betas"] = tuple(d.get("betas", (0.0, 0.99)))
         return cls(**d)
+
+    def adam(self, which: str) -> dict:
+        """Adam's lr / betas / eps for "G" or "D", with the lazy-regularisation scaling."""
+        lr, interval = (self.g_lr, self.g_reg_interval) if which == "G" else (self.d_lr, self.d_reg_interval)
+        return adam_hyperparameters(lr, self.betas, self.eps, interval)
+
+
+def _known(cls, d: dict) -> dict:
+    return {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
+
+
+def adam_hyperparameters(lr: float, betas: tuple[float, float], eps: float, reg_interval: int | None) -> dict:
+    """The official lazy-regularisation scaling: with a regulariser every k steps, ratio k / (k + 1) scales the
+    lr and is the exponent of the betas (StyleGAN2 Appendix B), keeping the per-image step of the
+    main + regularisation updates as without laziness. None: the values as given."""
+    if not reg_interval:
+        return {"lr": lr, "betas": tuple(betas), "eps": eps}
+    ratio = reg_interval / (reg_interval + 1)
+    return {"lr": lr * ratio, "betas": tuple(b**ratio for b in betas), "eps": eps}
 
 
 @dataclass
@@ -108,7 +135,10 @@ class Trainer:
         class_names: list[str] | None = None,
         metrics_fn: Callable[[Generator], dict] | None = None,
         state: TrainState | None = None,
+        class_table: ClassEmbeddingTable | None = None,
     ) -> None:
+        """`class_table`: the ImageNet class-embedding table that initialises D's class embeddings
+        (rows 0..c_dim-1, as officially); without it they start random (a resumed run restores its own)."""
         self.rank, self.world_size = world()
         self.device = torch.device(device)
         self.cfg, self.dataset, self.run_dir = cfg, dataset, Path(run_dir)
@@ -132,12 +162,16 @@ class Trainer:
         self.G_ema = copy.deepcopy(G).eval().requires_grad_(False)
         disc_cfg = copy.deepcopy(cfg.disc)
         disc_cfg.c_dim = G.c_dim
-        self.D = ProjectedDiscriminator(feature_networks, disc_cfg).to(self.device).train()
+        rows = class_table.rows(G.c_dim, disc_cfg.embed_dim) if class_table is not None else None
+        if class_table is not None:
+            disc_cfg.class_embedding = class_table.source if rows is not None else "random"
+        cfg.disc.class_embedding = disc_cfg.class_embedding  # recorded with the run's settings
+        self.D = ProjectedDiscriminator(feature_networks, disc_cfg, rows).to(self.device).train()
         self._broadcast_params()
         self.g_params = self.G.trainable_parameters()
         self.d_params = self.D.trainable_parameters()
-        self.opt_G = torch.optim.Adam(self.g_params, lr=cfg.g_lr, betas=cfg.betas, eps=cfg.eps)
-        self.opt_D = torch.optim.Adam(self.d_params, lr=cfg.d_lr, betas=cfg.betas, eps=cfg.eps)
+        self.opt_G = torch.optim.Adam(self.g_params, **cfg.adam("G"))
+        self.opt_D = torch.optim.Adam(self.d_params, **cfg.adam("D"))
         self.loss = ProjectedGANLoss(self.G, self.D, cfg.loss, guidance)
         self.labels = self._dataset_labels()
         self.stop_requested = False
@@ -225,6 +259,11 @@ class Trainer:
         return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=enabled)
 
     def train_step(self) -> dict[str, float]:
+        """One official iteration: Gmain step, Greg step (when due), Dmain step, then G_ema.
+
+        The passes of an accumulated batch add their losses (each already a sum over its images), and
+        processes average their gradients, exactly as the official loop does; the logged stats are per image.
+        """
         stage_nimg = self.state.cur_nimg - self.state.stage_start_nimg
         stats: dict[str, float] = {}
 
@@ -236,16 +275,23 @@ class Trainer:
             z, c = self._gen_inputs()
             with self._autocast():
                 loss, s = self.loss.generator_loss(z, c, stage_nimg)
-            (loss / self.rounds).backward()
-            stats.update(s)
-        if self._path_length_due():
-            z, c = self._gen_inputs()
-            loss, self.state.pl_mean, s = self.loss.path_length_loss(z, c, self.state.pl_mean)
             loss.backward()
             stats.update(s)
         self._sync_grads(self.g_params)
         self._check_finite(stats)
         self.opt_G.step()
+
+        # Lazy path-length regularisation: its own optimizer step after the main one (official Greg phase).
+        if self._path_length_due():
+            self.opt_G.zero_grad(set_to_none=True)
+            for _ in range(self.rounds):
+                z, c = self._gen_inputs()
+                loss, self.state.pl_mean, s = self.loss.path_length_loss(z, c, self.state.pl_mean)
+                loss.backward()
+                stats.update(s)
+            self._sync_grads(self.g_params)
+            self._check_finite(stats)
+            self.opt_G.step()
 
         # D phase.
         for p in self.d_params:
@@ -256,16 +302,16 @@ class Trainer:
             z, c = self._gen_inputs()
             with self._autocast():
                 loss, s = self.loss.discriminator_loss(real, real_c, z, c, stage_nimg)
-            (loss / self.rounds).backward()
+            loss.backward()
             stats.update(s)
         self._sync_grads(self.d_params)
         self._check_finite(stats)
         self.opt_D.step()
 
         self._sync_buffers()
+        self._update_ema()  # with the image count before this step, as officially
         self.state.cur_nimg += self.cfg.batch
         self.state.step += 1
-        self._update_ema()
         return stats
 
     def _path_length_due(self) -> bool:
@@ -287,6 +333,7 @@ class Trainer:
         if self.cfg.ema_rampup:
             # The ramp restarts with each growth stage (the official code trains every stage as a new
             # run); counted over the whole run, a grown stage's G_ema would lag G by a 5 kimg half-life.
+            # The count is the images seen before this step: the first step copies G (beta 0).
             stage_nimg = self.state.cur_nimg - self.state.stage_start_nimg
             ema_nimg = min(ema_nimg, stage_nimg * self.cfg.ema_rampup)
         beta = 0.5 ** (self.cfg.batch / max(ema_nimg, 1e-8))
@@ -379,11 +426,16 @@ class Trainer:
         if missing:
             raise TrainingError(f"{ckpt.path} has no training state ({', '.join(missing)}); use it with --grow-from "
                                 "or as a starting point, not --resume")
-        if set(self._d_state()) != set(ex["D"]):
+        own = self._d_state()
+        if set(own) != set(ex["D"]) or any(own[k].shape != ex["D"][k].shape for k in own):
             nets = sorted({k.split(".")[1] for k in set(ex["D"]) if k.startswith("discriminators.")})
-            raise TrainingError(f"{ckpt.path} was trained with the feature networks {', '.join(nets)}; this run "
-                                f"has {', '.join(self.D.feature_networks)} (DeiT needs --deit-weights or "
-                                "SGXL_DEIT_WEIGHTS)")
+            if nets != sorted(self.D.feature_networks):
+                raise TrainingError(f"{ckpt.path} was trained with the feature networks {', '.join(nets)}; this run "
+                                    f"has {', '.join(self.D.feature_networks)} (DeiT needs --deit-weights or "
+                                    "SGXL_DEIT_WEIGHTS)")
+            raise TrainingError(f"{ckpt.path} holds a discriminator of another layout (an older version's: the "
+                                "class embedding and DownBlock biases now follow the official code), so the run "
+                                "cannot continue exactly; --grow-from it, or train anew")
         self.G.load_state_dict(ex["G_train"])
         self.G_ema.load_state_dict(ckpt.generator.state_dict())
         self.D.load_state_dict(ex["D"], strict=False)  # all but the frozen feature networks (not saved)
@@ -501,9 +553,10 @@ def _load_optimizer(opt: torch.optim.Optimizer, flat: dict[str, torch.Tensor]) -
 
 
 def build_generator_for(dataset, preset: str, grow_from: Path | Checkpoint | None, head_layers: int | None,
-                        device: str | torch.device) -> tuple[Generator, list[str] | None]:
+                        device: str | torch.device, class_table: ClassEmbeddingTable | None = None
+                        ) -> tuple[Generator, list[str] | None]:
     """A fresh stem (preset at 16²) or the next stage grown from a checkpoint (a path or a loaded one), sized
-    for `dataset`."""
+    for `dataset`. A fresh stem's class embedding starts from `class_table` rows 0..c_dim-1 when given (official)."""
     from core.networks.presets import preset_config
 
     res = dataset.resolution
@@ -513,7 +566,12 @@ def build_generator_for(dataset, preset: str, grow_from: Path | Checkpoint | Non
         if res != cfg.synthesis.stem_resolution:
             raise TrainingError(f"training starts with the 16² stem, but the dataset is {res}²: build a 16² dataset "
                                 "for the stem, then --grow-from its snapshot for each higher resolution")
-        return Generator(cfg), getattr(dataset, "class_names", None)
+        G = Generator(cfg)
+        rows = class_table.rows(c_dim, cfg.mapping.embed_dim) if class_table is not None else None
+        if rows is not None:
+            with torch.no_grad():
+                G.mapping.embed.weight.copy_(rows)
+        return G, getattr(dataset, "class_names", None)
     base = grow_from if isinstance(grow_from, Checkpoint) else load_checkpoint(grow_from, device="cpu")
     G_prev = base.generator
     if res % G_prev.img_resolution or res <= G_prev.img_resolution:
