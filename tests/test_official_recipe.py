@@ -395,3 +395,15 @@ def test_training_needs_no_gui_packages() -> None:
     proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
                           env={**os.environ, "PYTHONPATH": str(REPO)})
     assert proc.returncode == 0, proc.stderr
+
+
+def test_sgxl_train_guidance_feeds_the_whole_resized_image_to_lite0() -> None:
+    """What `sgxl train --cls-weight` builds: lite0 on the bilinear 224² image (no crop), targets via --class-map."""
+    from core.training.launch import classifier_guidance
+
+    guidance = classifier_guidance(LossConfig(cls_weight=1.0, class_map=[207, 281]), 2, torch.device("cpu"))
+    img, c = torch.rand(2, 3, 16, 16) * 2 - 1, torch.eye(2)[[1, 0]]
+    with torch.no_grad():
+        logits = guidance.classifier(F.interpolate(img, size=(224, 224), mode="bilinear", align_corners=False))
+        expected = F.cross_entropy(logits, torch.tensor([281, 207]))
+        assert float(guidance(img, c)) == pytest.approx(float(expected), rel=1e-5)

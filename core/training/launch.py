@@ -92,9 +92,11 @@ def classifier_guidance(loss: LossConfig, c_dim: int, device: torch.device) -> C
                              "--class-map with one ImageNet class index per dataset class, or --cls-weight 0")
     if loss.class_map and len(loss.class_map) != c_dim:
         raise UserInputError(f"--class-map has {len(loss.class_map)} entries for {c_dim} classes")
-    # The whole image, resized to 224² (bilinear), as the official guidance's Interpolate(224); the classifier is
-    # EfficientNet-lite0 (official: DeiT-small distilled, whose weights we cannot assume offline).
-    return ClassifierGuidance(ImageNetClassifier(device=device), loss.class_map, resize=224).to(device)
+    # The whole image, resized to 224² (bilinear), as the official guidance's Interpolate(224), straight into the
+    # ImageNet network: lite0's normalisation (mean = std = 0.5 on [0, 1]) maps [-1, 1] images to themselves, and
+    # the classifier's own short-side-256 + centre-crop preparation (for photos) must not cut the borders off.
+    # The network is EfficientNet-lite0 (official: DeiT-small distilled, whose weights we cannot assume offline).
+    return ClassifierGuidance(ImageNetClassifier(device=device).net, loss.class_map, resize=224).to(device)
 
 
 MIN_D_INPUT_SIZE = 64
@@ -161,10 +163,10 @@ def _run_training(opts: TrainOptions, device: torch.device) -> Path | None:
         class_table = find_class_embeddings(opts.class_embeddings)
         torch.manual_seed(opts.seed)  # --seed fixes the new layers' initial weights too, not only the training
         G, class_names = build_generator_for(dataset, opts.preset, grown_from, opts.head_layers, device, class_table)
-        if G.c_dim > 0 and class_table is not None and class_table.rows(G.c_dim, cfg.disc.embed_dim) is not None:
-            print(f"class embeddings: {class_table.describe()}", file=sys.stderr)
-        elif G.c_dim > 0:
-            print("class embeddings: random (no ImageNet class table fits this run)", file=sys.stderr)
+        if G.c_dim > 0 and int(os.environ.get("RANK", "0")) == 0:  # also recorded in the log's config (disc)
+            fits = class_table is not None and class_table.rows(G.c_dim, cfg.disc.embed_dim) is not None
+            print(f"class embeddings: {class_table.describe() if fits else 'random (no ImageNet class table fits)'}",
+                  file=sys.stderr)
     state = None
     if grown_from is not None:
         # kimg keeps counting over the whole run; blur restarts with the stage.
