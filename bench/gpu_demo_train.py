@@ -139,7 +139,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--grace-s", type=float, default=20.0, help="a stage may overrun its slice by this much")
     ap.add_argument("--fixed-kimg", type=float, help="train every stage this many kimg, whatever the calibration "
                     "says (tests)")
-    ap.add_argument("--metrics-num", type=int, default=500, help="images for the final metrics (0: none)")
+    ap.add_argument("--metrics-num", type=int, default=500, help="images for the final metrics and the A/B's "
+                    "(0: no final metrics)")
     ap.add_argument("--ab", action="store_true", help="first run bench/ab_train.py's arms at 16² side by side")
     ap.add_argument("--ab-minutes", type=float, default=2.5)
     ap.add_argument("--ab-arms", default="official,synthesis-emas,d64,d128,blur-short")
@@ -165,8 +166,8 @@ def main(argv: list[str] | None = None) -> int:
         cmd = [sys.executable, "bench/ab_train.py", "--data", str(data[16]), "--root", str(ab_root), "--arms",
                args.ab_arms, "--kimg", str(args.ab_kimg), "--device", args.device,
                "--parallel", str(len(args.ab_arms.split(","))), "--time-limit", str(args.ab_minutes * 60),
-               "--snap", "100000", "--common", f"--preset {args.preset} --batch {args.batch} --mirror --seed 0 "
-               f"--tick {args.tick}"]
+               "--snap", "100000", "--num", str(args.metrics_num or 500),
+               "--common", f"--preset {args.preset} --batch {args.batch} --mirror --seed 0 --tick {args.tick}"]
         log(f"A/B: {shlex.join(cmd)}")
         code, wall = run_sgxl(cmd, args.root / "ab.out", None)
         summary["ab"] = {"exit": code, "wall_s": round(wall, 1)}
