@@ -105,7 +105,7 @@ def calibrate(args: argparse.Namespace, data16: Path) -> dict:
     startup = (start - t0) if start else 0.0
     result = {"kimg_per_min": round(rate, 3), "startup_s": round(startup, 1), "ticks": len(ticks),
               "kimg": ticks[-1]["kimg"], "wall_s": round(wall, 1)}
-    log(f"calibration: {rate:.2f} kimg/min at 16² (batch {args.batch}, D input {args.d_input_size}), "
+    log(f"calibration: {rate:.3g} kimg/min at 16² (batch {args.batch}, D input {args.d_input_size}), "
         f"start-up {startup:.0f} s")
     return result
 
