@@ -10,7 +10,8 @@ Every arm trains the same 16² stem from scratch (`--preset demo --batch 16 --mi
 `--common` says otherwise) into `<root>/<arm>` (default runs/ab/, git-ignored), so a stopped A/B can be
 run again: a finished arm is not retrained, an unfinished one continues with `sgxl train --resume`.
 An arm may name a git revision (`ref`): it then runs that commit's code from a git worktree in
-`<root>/_src/<ref>` (the way to compare with the recipe before a change that has no flag). Metrics are
+`<root>/_src/<ref>` (the way to compare with the recipe before a change that has no flag; `git worktree remove
+<root>/_src/<ref>` when done). Metrics are
 computed by this checkout's `sgxl metrics` for every arm alike: fd_effnet and precision/recall at
 `--num` generated vs `--num` real images, and class_acc when this checkout's metrics know it.
 
