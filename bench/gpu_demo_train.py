@@ -137,6 +137,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--calibrate-s", type=float, default=60.0, help="seconds of calibration (default 60; 0: none, "
                     "with --fixed-kimg)")
     ap.add_argument("--grace-s", type=float, default=20.0, help="a stage may overrun its slice by this much")
+    ap.add_argument("--min-stage-s", type=float, default=60.0, help="every stage gets at least this (plus twice the "
+                    "start-up) even past the budget, so the run always ends with a 64² model (default 60)")
+    ap.add_argument("--reuse", action="store_true", help="keep stages that already finished under --root "
+                    "(continue a run that ended early)")
     ap.add_argument("--fixed-kimg", type=float, help="train every stage this many kimg, whatever the calibration "
                     "says (tests)")
     ap.add_argument("--metrics-num", type=int, default=500, help="images for the final metrics and the A/B's "
@@ -191,8 +195,19 @@ def main(argv: list[str] | None = None) -> int:
     prev, stages = None, []
     for i, res in enumerate(RESOLUTIONS):
         left = budget - (time.time() - t_demo)
-        slice_s = left * split[i] / sum(split[i:])
+        # A stage always gets a minimum slice: past the budget, a late stage would otherwise be stopped during
+        # its start-up and leave no model at all (seen in a CPU smoke run whose grids took minutes).
+        min_slice = args.min_stage_s + 2 * (startup or 0)
+        slice_s = max(left * split[i] / sum(split[i:]), min_slice)
         run = args.root / f"s{res}"
+        if args.reuse and (run / "latest.sgxl").exists() and any(r.get("event") in ("done", "stopped")
+                                                                   for r in read_log(run)):
+            log(f"stage {res}²: reusing {run / 'latest.sgxl'} (--reuse)")
+            stages.append({"res": res, "reused": True})
+            if not (args.out / f"stage{res}.png").exists():
+                export_grid(run / "latest.sgxl", args.out / f"stage{res}.png")
+            prev = run
+            continue
         if args.fixed_kimg is not None:
             kimg = args.fixed_kimg
         else:  # training time = the slice minus this command's start-up and its final snapshot
