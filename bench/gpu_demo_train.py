@@ -66,7 +66,7 @@ def run_sgxl(cmd: list[str], out_file: Path, deadline: float | None) -> tuple[in
         except subprocess.TimeoutExpired:
             proc.send_signal(signal.SIGINT)
             try:
-                proc.wait(timeout=120)
+                proc.wait(timeout=300)  # the final snapshot; minutes on a loaded CPU
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
