@@ -282,8 +282,12 @@ def main(argv: list[str] | None = None) -> int:
         list(pool.map(lambda a: train_arm(a, args, threads), arms))
     metrics = "" if args.no_metrics else metric_names()
     if metrics:
-        for arm in arms:
-            measure_arm(arm, args, metrics)
+        # The first arm alone fills the real-data caches (features, class probe); on a GPU the rest then run
+        # side by side like the training did (on a CPU one at a time: they would only compete for the cores).
+        measure_arm(arms[0], args, metrics)
+        workers = args.parallel if args.device != "cpu" else 1
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            list(pool.map(lambda a: measure_arm(a, args, metrics), arms[1:]))
     if not args.dry_run:
         write_report(arms, args, metrics)
     return 1 if any("error" in a.result for a in arms) else 0

@@ -51,3 +51,22 @@ def test_gpu_demo_names_the_missing_dataset(tmp_path: Path) -> None:
     assert gpu_demo_train.find_zip(tmp_path, 16) == tmp_path / "emoji16.zip"
     with pytest.raises(SystemExit, match="no dataset zip for 32²"):
         gpu_demo_train.find_zip(tmp_path, 32)
+
+
+def test_gpu_demo_auto_blur_fade_follows_the_ab_verdict(tmp_path: Path) -> None:
+    import argparse
+    import json
+
+    args = argparse.Namespace(blur_fade_kimg="auto", root=tmp_path)
+    assert gpu_demo_train.pick_blur_fade(args) == 300.0  # no A/B ran: the official fade
+    (tmp_path / "ab").mkdir()
+
+    def verdict(official: float, short: float) -> float:
+        arms = [{"name": "official", "result": {"fd_effnet": official}},
+                {"name": "blur-short", "result": {"fd_effnet": short}}]
+        (tmp_path / "ab" / "results.json").write_text(json.dumps({"arms": arms}))
+        return gpu_demo_train.pick_blur_fade(argparse.Namespace(blur_fade_kimg="auto", root=tmp_path))
+
+    assert verdict(50.0, 40.0) == 5.0  # the short arm's fade (bench/ab_train.py's 'blur-short')
+    assert verdict(40.0, 50.0) == 300.0
+    assert gpu_demo_train.pick_blur_fade(argparse.Namespace(blur_fade_kimg="12.5", root=tmp_path)) == 12.5
