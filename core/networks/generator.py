@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from core.networks.family import GeneratorTraits
 from core.networks.mapping import ClassInput, MappingConfig, MappingNetwork
 from core.networks.synthesis import GrowthStage, SynthesisConfig, SynthesisNetwork
 
@@ -32,6 +33,8 @@ class GeneratorConfig:
 
 
 class Generator(nn.Module):
+    family = "stylegan-xl"
+
     def __init__(self, cfg: GeneratorConfig) -> None:
         super().__init__()
         self.cfg = cfg
@@ -55,9 +58,28 @@ class Generator(nn.Module):
         truncation_cutoff: int | None = None,
         update_emas: bool = False,
         transform: torch.Tensor | None = None,
+        noise_mode: str = "const",
+        noise_seed: int = 0,
     ) -> torch.Tensor:
         ws = self.mapping(z, c, psi=psi, truncation_cutoff=truncation_cutoff, update_emas=update_emas)
-        return self.synthesis(ws, transform=transform, update_emas=update_emas)  # [B, 3, R, R]
+        return self.synthesis(ws, transform=transform, update_emas=update_emas)  # [B, 3, R, R] (no noise inputs)
+
+    @property
+    def traits(self) -> GeneratorTraits:
+        info = self.synthesis.layer_info()
+        return GeneratorTraits(
+            family=self.family, label="StyleGAN-XL", has_noise=False, has_input_transform=True,
+            per_class_w_avg=True, trainable=True, ws_labels=tuple(self.synthesis.ws_labels()),
+            layer_names=tuple(n for n, _ in info), layer_channels=tuple(c for _, c in info))
+
+    def parameter_counts(self) -> dict[str, int]:
+        return count_parameters(self)
+
+    def describe(self) -> list[str]:
+        """Architecture facts for `sgxl info` (one line each)."""
+        s = self.cfg.synthesis
+        return [f"stem {s.stem_resolution}², {len(s.stages)} growth stages",
+                f"channels base {s.channel_base}, max {s.channel_max}, stem layers {s.num_layers}"]
 
     def head_layer_names(self) -> list[str]:
         """Layers added by the latest growth stage (all layers for a stem)."""
