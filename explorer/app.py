@@ -41,6 +41,7 @@ from explorer.panels.classes import ClassPanel
 from explorer.panels.invert import InvertPanel
 from explorer.panels.latent import LatentPanel
 from explorer.panels.layers import LayersPanel
+from explorer.panels.noise import NoisePanel
 from explorer.panels.perf import PerfPanel
 from explorer.panels.stylemix import StyleMixPanel
 from explorer.panels.train import TrainPanel
@@ -138,14 +139,15 @@ class Explorer:
         self.class_panel = ClassPanel(self)
         self.mix_panel = StyleMixPanel(self)
         self.transform_panel = TransformPanel(self)
+        self.noise_panel = NoisePanel(self)
         self.layers_panel = LayersPanel(self)
         self.perf_panel = PerfPanel(self)
         self.capture_panel = CapturePanel(self)
         self.train_panel = TrainPanel(self)
         self.invert_panel = InvertPanel(self)
-        self.left_panels = [self.checkpoint_panel, self.latent_panel, self.mix_panel, self.transform_panel,
-                            self.layers_panel, self.perf_panel, self.capture_panel, self.train_panel,
-                            self.invert_panel]
+        self.left_panels = [self.checkpoint_panel, self.latent_panel, self.noise_panel, self.mix_panel,
+                            self.transform_panel, self.layers_panel, self.perf_panel, self.capture_panel,
+                            self.train_panel, self.invert_panel]
         self.right_panels = [self.class_panel]
         self.panels = self.left_panels + self.right_panels
 
@@ -229,7 +231,7 @@ class Explorer:
             panel.on_model(info)
         classes = f"{info.c_dim} classes" if info.c_dim else "unconditional"
         name = Path(info.path).name or "model"
-        self.set_status(f"Loaded {name}: {info.resolution}x{info.resolution}, {classes}, "
+        self.set_status(f"Loaded {name} ({info.label}): {info.resolution}x{info.resolution}, {classes}, "
                         f"{info.num_params / 1e6:.2f} M parameters, on {info.device}")
 
     # ------------------------------------------------------------------ callbacks
@@ -398,6 +400,7 @@ class Explorer:
             "loading": self._loading,
             "model": None if info is None else {
                 "key": info.key, "path": info.path, "resolution": info.resolution, "c_dim": info.c_dim,
+                "label": info.label, "has_noise": info.has_noise, "num_ws": info.num_ws,
                 "class_names": list(info.class_names), "device": info.device},
             "settings": None if self.current_settings is None else self.current_settings.to_dict(),
             "displayed": None if self.frame is None else self.frame.settings.to_dict(),
@@ -425,6 +428,8 @@ class Explorer:
                 "recent_items": {p: self.rect(self.checkpoint_panel.tag(f"recent.{i}"))
                                  for i, p in enumerate(self.checkpoint_panel.recent)},
             },
+            "panels_shown": {p.key: bool(dpg.is_item_shown(f"{p.key}.header")) for p in self.panels
+                             if dpg.does_item_exist(f"{p.key}.header")},
             "train": self.train_panel.test_state(),
             "invert": self.invert_panel.test_state(),
         }

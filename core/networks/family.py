@@ -36,23 +36,35 @@ class GeneratorTraits:
     ws_labels: tuple[str, ...]  # what each of the num_ws ws drives (the style-mixing checkboxes)
     layer_names: tuple[str, ...]  # what `synthesis.iter_layers` yields, in order
     layer_channels: tuple[int, ...]  # channels of each of those activations
+    # Image -> uint8 as the family's official tools round it: StyleGAN-XL's gen_images.py computes
+    # (x + 1) * 127.5, NVlabs' StyleGAN2/3 gen_images.py x * 127.5 + 128 (both clamp, then truncate).
+    uint8_offset: float = 127.5
 
 
-def build_generator(family: str, config: dict) -> nn.Module:
-    """A freshly initialised generator of `family` from its configuration dict (a checkpoint's config.json)."""
+def family_classes(family: str) -> tuple[type, type]:
+    """(config class, generator class) of a family; the one place a family name becomes code."""
     if family == "stylegan-xl":
         from core.networks.generator import Generator, GeneratorConfig
 
-        return Generator(GeneratorConfig.from_dict(config))
+        return GeneratorConfig, Generator
     if family == "stylegan3":
         from core.networks.stylegan3 import StyleGAN3Config, StyleGAN3Generator
 
-        return StyleGAN3Generator(StyleGAN3Config.from_dict(config))
+        return StyleGAN3Config, StyleGAN3Generator
     if family == "stylegan2":
         from core.networks.stylegan2 import StyleGAN2Config, StyleGAN2Generator
 
-        return StyleGAN2Generator(StyleGAN2Config.from_dict(config))
-    raise ValueError(f"unknown generator family {family!r}; this version knows {', '.join(FAMILIES)}")
+        return StyleGAN2Config, StyleGAN2Generator
+    raise ValueError(f"unknown generator family {str(family)[:40]!r}; this version knows {', '.join(FAMILIES)}")
+
+
+def build_generator(family: str, config: dict | object) -> nn.Module:
+    """A freshly initialised generator of `family` from its configuration (a dataclass, or its dict)."""
+    config_class, generator_class = family_classes(family)
+    cfg = config_class.from_dict(config) if isinstance(config, dict) else config
+    if not isinstance(cfg, config_class):
+        raise ValueError(f"a {type(cfg).__name__} does not configure a {family} generator")
+    return generator_class(cfg)
 
 
 def check_noise_mode(noise_mode: str) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import torch
 from torch import nn
@@ -21,6 +22,7 @@ from core.networks.synthesis import GrowthStage, SynthesisConfig, SynthesisNetwo
 
 @dataclass
 class GeneratorConfig:
+    family: ClassVar[str] = "stylegan-xl"
     mapping: MappingConfig = field(default_factory=MappingConfig)
     synthesis: SynthesisConfig = field(default_factory=SynthesisConfig)
 
@@ -30,6 +32,12 @@ class GeneratorConfig:
     @classmethod
     def from_dict(cls, d: dict) -> GeneratorConfig:
         return cls(mapping=MappingConfig(**d["mapping"]), synthesis=SynthesisConfig.from_dict(d["synthesis"]))
+
+    def describe(self) -> list[str]:
+        """Architecture facts for `sgxl info` (one line each)."""
+        s = self.synthesis
+        return [f"StyleGAN-XL: stem {s.stem_resolution}² with {s.num_layers} layers, {len(s.stages)} growth stages",
+                f"channels base {s.channel_base}, max {s.channel_max}"]
 
 
 class Generator(nn.Module):
@@ -74,12 +82,6 @@ class Generator(nn.Module):
 
     def parameter_counts(self) -> dict[str, int]:
         return count_parameters(self)
-
-    def describe(self) -> list[str]:
-        """Architecture facts for `sgxl info` (one line each)."""
-        s = self.cfg.synthesis
-        return [f"stem {s.stem_resolution}², {len(s.stages)} growth stages",
-                f"channels base {s.channel_base}, max {s.channel_max}, stem layers {s.num_layers}"]
 
     def head_layer_names(self) -> list[str]:
         """Layers added by the latest growth stage (all layers for a stem)."""

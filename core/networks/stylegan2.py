@@ -14,7 +14,9 @@ its w with the next block's first conv, so num_ws = (number of convs) + 1.
 
 Noise: `noise_mode` "const" adds each layer's stored `noise_const` image (what the official
 gen_images.py and our `generate` use), "random" draws fresh noise from a generator seeded with
-`noise_seed` (reproducible: the same seed gives the same image on every device), "none" adds nothing.
+`noise_seed` (one noise image per layer, shared by the batch: the same seed gives the same image on
+every device and in any batch; the official "random" draws per sample from the global RNG), "none"
+adds nothing.
 
 The stylegan2-ada-pytorch (`training.networks`) and stylegan3-repo (`training.networks_stylegan2`)
 versions compute the same inference-time function; they differ in defaults (conv_clamp, fp16
@@ -27,6 +29,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
+from typing import ClassVar
 
 import torch
 from torch import nn
@@ -65,6 +68,7 @@ class StyleGAN2SynthesisConfig:
 
 @dataclass
 class StyleGAN2Config:
+    family: ClassVar[str] = "stylegan2"
     mapping: StyleGAN2MappingConfig = field(default_factory=StyleGAN2MappingConfig)
     synthesis: StyleGAN2SynthesisConfig = field(default_factory=StyleGAN2SynthesisConfig)
 
@@ -75,6 +79,14 @@ class StyleGAN2Config:
     def from_dict(cls, d: dict) -> StyleGAN2Config:
         return cls(mapping=StyleGAN2MappingConfig(**d["mapping"]),
                    synthesis=StyleGAN2SynthesisConfig(**d["synthesis"]))
+
+    def describe(self) -> list[str]:
+        """Architecture facts for `sgxl info` (one line each)."""
+        s = self.synthesis
+        chans = ", ".join(f"{r}²:{s.channels(r)}" for r in s.block_resolutions)
+        return [f"StyleGAN2 {s.architecture} generator; channels per block {chans}",
+                f"mapping {self.mapping.num_layers} layers; conv_clamp {s.conv_clamp}; "
+                f"noise inputs {'yes' if s.use_noise else 'no'}; fp16 blocks {s.num_fp16_res} (CUDA only)"]
 
 
 def setup_filter_1d(taps: list[int]) -> torch.Tensor:
@@ -148,13 +160,17 @@ class SynthesisLayer(nn.Module):
             self.noise_strength = nn.Parameter(torch.zeros([]))
         self.bias = nn.Parameter(torch.zeros([out_channels]))
 
-    def noise(self, batch: int, mode: str, gen: torch.Generator | None, device: torch.device) -> torch.Tensor | None:
-        """The noise added after the conv: [B or 1, 1, R, R] scaled by the learned strength, or None."""
+    def noise(self, mode: str, gen: torch.Generator | None, device: torch.device) -> torch.Tensor | None:
+        """The noise added after the conv, scaled by the learned strength ([R, R] or [1, 1, R, R]), or None.
+
+        "random" draws one noise image per layer from `gen` and shares it across the batch, so an image
+        depends only on its latent and the noise seed, not on its batch or its position in it.
+        """
         if not self.use_noise or mode == "none":
             return None
         if mode == "const":
             return self.noise_const * self.noise_strength
-        noise = torch.randn([batch, 1, self.resolution, self.resolution], generator=gen)  # drawn on the CPU
+        noise = torch.randn([1, 1, self.resolution, self.resolution], generator=gen)  # drawn on the CPU
         return noise.to(device) * self.noise_strength
 
     def forward(self, x: torch.Tensor, w: torch.Tensor, noise: torch.Tensor | None,
@@ -280,7 +296,7 @@ class StyleGAN2Synthesis(nn.Module):
             else:
                 x = x.to(dtype)
             for (name, layer), w in zip(block.convs(), block_ws):
-                x = layer(x, w, layer.noise(batch, noise_mode, gen, device), f)
+                x = layer(x, w, layer.noise(noise_mode, gen, device), f)
                 yield f"b{r}.{name}", x
             if img is not None:  # upsample the skip image: zero insertion + [1,3,3,1] low-pass (x4 gain)
                 img = kernels.upfirdn2d(img, f, up=2, padding=[2, 1, 2, 1], gain=4)
@@ -319,7 +335,7 @@ class StyleGAN2Generator(nn.Module):
         return GeneratorTraits(
             family=self.family, label="StyleGAN2", has_noise=self.cfg.synthesis.use_noise, has_input_transform=False,
             per_class_w_avg=False, trainable=False, ws_labels=tuple(self.synthesis.ws_labels()),
-            layer_names=tuple(n for n, _ in info), layer_channels=tuple(c for _, c in info))
+            layer_names=tuple(n for n, _ in info), layer_channels=tuple(c for _, c in info), uint8_offset=128.0)
 
     def parameter_counts(self) -> dict[str, int]:
         counts = {"mapping": sum(p.numel() for p in self.mapping.parameters())}
@@ -327,12 +343,3 @@ class StyleGAN2Generator(nn.Module):
             counts[f"b{block.resolution}"] = sum(p.numel() for p in block.parameters())
         counts["total"] = sum(p.numel() for p in self.parameters())
         return counts
-
-    def describe(self) -> list[str]:
-        """Architecture facts for `sgxl info` (one line each)."""
-        s = self.cfg.synthesis
-        chans = ", ".join(f"{r}²:{s.channels(r)}" for r in s.block_resolutions)
-        return [f"StyleGAN2 ({s.architecture} generator), blocks {chans}",
-                f"mapping {self.cfg.mapping.num_layers} layers, conv_clamp {s.conv_clamp}, "
-                f"noise inputs {'yes' if s.use_noise else 'no'}"]
-

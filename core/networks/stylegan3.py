@@ -14,6 +14,7 @@ a fully connected layer, one w_avg for all classes.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import torch
 from torch import nn
@@ -26,6 +27,7 @@ from core.networks.synthesis import SynthesisConfig, SynthesisNetwork
 
 @dataclass
 class StyleGAN3Config:
+    family: ClassVar[str] = "stylegan3"
     mapping: StyleGAN2MappingConfig = field(default_factory=lambda: StyleGAN2MappingConfig(num_layers=2))
     synthesis: SynthesisConfig = field(default_factory=lambda: SynthesisConfig(stem_resolution=256))
 
@@ -35,6 +37,18 @@ class StyleGAN3Config:
     @classmethod
     def from_dict(cls, d: dict) -> StyleGAN3Config:
         return cls(mapping=StyleGAN2MappingConfig(**d["mapping"]), synthesis=SynthesisConfig.from_dict(d["synthesis"]))
+
+    @property
+    def label(self) -> str:
+        s = self.synthesis
+        return "StyleGAN3-R" if s.use_radial_filters or s.conv_kernel == 1 else "StyleGAN3-T"
+
+    def describe(self) -> list[str]:
+        """Architecture facts for `sgxl info` (one line each)."""
+        s = self.synthesis
+        return [f"{self.label}: {s.num_layers} layers + ToRGB, conv kernel {s.conv_kernel}, "
+                f"{'radial' if s.use_radial_filters else 'separable'} filters, output_scale {s.output_scale:g}",
+                f"channels base {s.channel_base}, max {s.channel_max}; mapping {self.mapping.num_layers} layers"]
 
 
 class StyleGAN3Generator(nn.Module):
@@ -59,26 +73,14 @@ class StyleGAN3Generator(nn.Module):
         return self.synthesis(ws, transform=transform, update_emas=update_emas)  # [B, 3, R, R] (no noise inputs)
 
     @property
-    def label(self) -> str:
-        s = self.cfg.synthesis
-        return "StyleGAN3-R" if s.use_radial_filters or s.conv_kernel == 1 else "StyleGAN3-T"
-
-    @property
     def traits(self) -> GeneratorTraits:
         info = self.synthesis.layer_info()
         return GeneratorTraits(
-            family=self.family, label=self.label, has_noise=False, has_input_transform=True, per_class_w_avg=False,
+            family=self.family, label=self.cfg.label, has_noise=False, has_input_transform=True, per_class_w_avg=False,
             trainable=False, ws_labels=tuple(self.synthesis.ws_labels()), layer_names=tuple(n for n, _ in info),
-            layer_channels=tuple(c for _, c in info))
+            layer_channels=tuple(c for _, c in info), uint8_offset=128.0)
 
     def parameter_counts(self) -> dict[str, int]:
         return {"mapping": sum(p.numel() for p in self.mapping.parameters()),
                 "synthesis": sum(p.numel() for p in self.synthesis.parameters()),
                 "total": sum(p.numel() for p in self.parameters())}
-
-    def describe(self) -> list[str]:
-        """Architecture facts for `sgxl info` (one line each)."""
-        s = self.cfg.synthesis
-        return [f"{self.label}: {s.num_layers} layers, conv kernel {s.conv_kernel}, "
-                f"{'radial' if s.use_radial_filters else 'separable'} filters, output_scale {s.output_scale:g}",
-                f"channels base {s.channel_base}, max {s.channel_max}; mapping {self.cfg.mapping.num_layers} layers"]
