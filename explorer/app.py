@@ -229,10 +229,20 @@ class Explorer:
         self.current_settings = self.state.settings(info)
         for panel in self.panels:
             panel.on_model(info)
+        self._fit_columns()
         classes = f"{info.c_dim} classes" if info.c_dim else "unconditional"
         name = Path(info.path).name or "model"
         self.set_status(f"Loaded {name} ({info.label}): {info.resolution}x{info.resolution}, {classes}, "
                         f"{info.num_params / 1e6:.2f} M parameters, on {info.device}")
+
+    def _fit_columns(self) -> None:
+        """Hide the right column when none of its panels applies (an unconditional model has no class panel)."""
+        if not dpg.does_item_exist("right"):
+            return
+        used = any(dpg.is_item_shown(f"{p.key}.header") for p in self.right_panels
+                   if dpg.does_item_exist(f"{p.key}.header"))
+        dpg.configure_item("right", show=used)
+        dpg.configure_item("view", width=-RIGHT_W - 8 if used else -1)
 
     # ------------------------------------------------------------------ callbacks
 
@@ -375,7 +385,8 @@ class Explorer:
         # viewport's client area sits at the screen origin under Xvfb).
         x, y = st.get("rect_min") or dpg.get_item_pos(tag)
         w, h = st.get("rect_size") or (dpg.get_item_width(tag), dpg.get_item_height(tag))
-        out = {"x": x, "y": y, "w": w, "h": h, "visible": bool(st.get("visible", True))}
+        out = {"x": x, "y": y, "w": w, "h": h, "visible": bool(st.get("visible", True)),
+               "shown": bool(dpg.is_item_shown(tag))}  # configured to show (a hidden item's rect is stale)
         if slider:
             out["frame_w"] = dpg.get_item_width(tag)  # the slider itself; the label is drawn right of it
             cfg = dpg.get_item_configuration(tag)
@@ -424,6 +435,7 @@ class Explorer:
                 "class_grid": self.rect(self.class_panel.tag("grid")),
                 "class_items": class_items,
                 "left": self.rect("left"),
+                "right": self.rect("right"),
                 "latent_header": self.rect(f"{self.latent_panel.key}.header"),
                 "recent_items": {p: self.rect(self.checkpoint_panel.tag(f"recent.{i}"))
                                  for i, p in enumerate(self.checkpoint_panel.recent)},
