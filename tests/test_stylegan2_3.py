@@ -246,6 +246,34 @@ def test_renderer_noise_and_transform_settings() -> None:
     assert np.array_equal(frame.to_uint8(), expected)  # the shown frame uses the family's rounding too
 
 
+def test_invert_a_photo_into_stylegan2_and_reload_the_tuned_model(tmp_path: Path) -> None:
+    from core.inversion.pti import load_pti_checkpoint
+
+    ckpt = save_checkpoint(tmp_path / "sg2.sgxl", tiny_sg2(c_dim=3), class_names=["a", "b", "c"])
+    photo = tmp_path / "photo.png"
+    Image.fromarray(np.random.RandomState(0).randint(0, 255, (40, 48, 3), dtype=np.uint8)).save(photo)
+    out = tmp_path / "inv"
+    assert main(["invert", "--ckpt", str(ckpt), "--image", str(photo), "--class", "b", "--steps", "2",
+                 "--pti-steps", "1", "--perceptual-size", "32", "--out", str(out), "--no-progress"]) == 0
+    tuned, ws, cls = load_pti_checkpoint(out / "pti.sgxl")
+    assert isinstance(tuned.generator, StyleGAN2Generator) and cls == 1 and tuple(ws.shape) == (1, 6, 32)
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert [r["step"] for r in metrics["projection"]["steps"]] == [1, 2]
+
+
+def test_training_refuses_to_grow_a_stylegan2_model(tmp_path: Path, capsys) -> None:
+    from core.data.dataset_tool import convert_dataset
+
+    for i in range(4):
+        (tmp_path / "src").mkdir(exist_ok=True)
+        Image.new("RGB", (32, 32), (60 * i, 30, 90)).save(tmp_path / "src" / f"{i}.png")
+    convert_dataset(tmp_path / "src", tmp_path / "ds.zip", 32, progress=False)
+    ckpt = save_checkpoint(tmp_path / "sg2.sgxl", tiny_sg2(c_dim=0, res=16))
+    assert main(["train", "--data", str(tmp_path / "ds.zip"), "--grow-from", str(ckpt), "--out",
+                 str(tmp_path / "run"), "--no-progress", "--device", "cpu"]) == 2
+    assert "holds a StyleGAN2 generator; `sgxl train` trains and grows StyleGAN-XL" in capsys.readouterr().err
+
+
 # ----------------------------------------------------------------------------- part 2: the official files
 
 FIXTURES = {  # name -> (label, class used by the seed images, c_dim)
