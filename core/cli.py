@@ -127,8 +127,11 @@ def add_noise_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def noise_options(args: argparse.Namespace, G: torch.nn.Module) -> dict:
-    """{noise_mode, noise_seed} for `G.synthesis`; refuses noise flags for a model without noise inputs."""
-    if args.noise_mode is None and args.noise_seed is None:
+    """{noise_mode, noise_seed} for `G.synthesis`; refuses noise flags that would change nothing for this model.
+
+    `--noise-mode const` is what every model does (the official tools accept it for StyleGAN3 too).
+    """
+    if args.noise_mode in (None, "const") and args.noise_seed is None:
         return {"noise_mode": "const", "noise_seed": 0}
     if not G.traits.has_noise:
         raise UserInputError(f"this {G.traits.label} model has no noise inputs: --noise-mode and --noise-seed "

@@ -372,6 +372,8 @@ def test_cli_refuses_what_a_family_does_not_have(tmp_path: Path, capsys) -> None
     assert main(["generate", "--ckpt", str(fixture("sg3r_tiny32")), "--class", "2", "--noise-mode", "random",
                  "--out", out]) == 2
     assert "StyleGAN3-R model has no noise inputs" in capsys.readouterr().err
+    assert main(["generate", "--ckpt", str(fixture("sg3t_tiny32")), "--seeds", "0", "--noise-mode", "const",
+                 "--out", out]) == 0  # what every model does: accepted, as by the official tools
     assert main(["generate", "--ckpt", str(fixture("sg2_tiny32")), "--class", "2", "--noise-seed", "3",
                  "--out", out]) == 2
     assert "--noise-seed needs --noise-mode random" in capsys.readouterr().err

@@ -269,11 +269,12 @@ class StyleGAN2Synthesis(nn.Module):
         labels.append(f"b{self.img_resolution}.torgb")
         return labels
 
-    def iter_layers(self, ws: torch.Tensor, transform: torch.Tensor | None = None, noise_mode: str = "const",
-                    noise_seed: int = 0, update_emas: bool = False) -> Iterator[tuple[str, torch.Tensor]]:
+    def iter_layers(self, ws: torch.Tensor, transform: torch.Tensor | None = None, update_emas: bool = False,
+                    noise_mode: str = "const", noise_seed: int = 0) -> Iterator[tuple[str, torch.Tensor]]:
         """Yield (name, activation) for every conv, and (b{r}.torgb, image so far) after each block.
 
-        The last item is the output image [B, img_channels, R, R] (float32).
+        The last item is the output image [B, img_channels, R, R] (float32). `update_emas` is accepted for a
+        uniform call across families; this synthesis tracks no running averages.
         """
         if transform is not None:
             raise ValueError("a StyleGAN2 generator has no Fourier-feature input to translate or rotate")
@@ -304,9 +305,9 @@ class StyleGAN2Synthesis(nn.Module):
             img = y if img is None else img + y
             yield f"b{r}.torgb", img
 
-    def forward(self, ws: torch.Tensor, transform: torch.Tensor | None = None, noise_mode: str = "const",
-                noise_seed: int = 0, update_emas: bool = False) -> torch.Tensor:
-        *_, (_, img) = self.iter_layers(ws, transform, noise_mode, noise_seed)
+    def forward(self, ws: torch.Tensor, transform: torch.Tensor | None = None, update_emas: bool = False,
+                noise_mode: str = "const", noise_seed: int = 0) -> torch.Tensor:
+        *_, (_, img) = self.iter_layers(ws, transform, noise_mode=noise_mode, noise_seed=noise_seed)
         return img  # [B, img_channels, R, R]
 
 

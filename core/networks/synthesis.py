@@ -366,7 +366,7 @@ class SynthesisNetwork(nn.Module):
 
     def forward(self, ws: torch.Tensor, transform: torch.Tensor | None = None, update_emas: bool = False,
                 noise_mode: str = "const", noise_seed: int = 0) -> torch.Tensor:
-        *_, (_, x) = self.iter_layers(ws, transform, update_emas)  # the last layer's output
+        *_, (_, x) = self.iter_layers(ws, transform, update_emas, noise_mode)  # the last layer's output
         if self.cfg.output_scale != 1:
             x = x * self.cfg.output_scale
         return x.to(torch.float32)  # [B, img_channels, R, R]
