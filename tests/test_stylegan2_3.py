@@ -223,6 +223,51 @@ def test_stylegan_xl_checkpoints_stay_version_1_and_files_without_family_load(tm
         build_generator("biggan", {})
 
 
+def test_validation_gate_knows_every_family(tmp_path: Path) -> None:
+    """The checkpoint gate (core/io/validate.py) computes shapes and sizes of StyleGAN2/3 from the config alone."""
+    from dataclasses import fields
+
+    from core.io import validate
+
+    for G in (tiny_sg2(c_dim=3), tiny_sg2(c_dim=0, res=32), tiny_sg3(c_dim=2), tiny_sg3(c_dim=0, radial=True)):
+        state = G.state_dict()
+        assert validate.expected_state_shapes(G.cfg) == {k: tuple(v.shape) for k, v in state.items()}
+        assert validate.model_size(G.cfg).params == sum(v.numel() for v in state.values())
+        assert validate.generator_config_from_dict(G.cfg.to_dict(), family=G.family) == G.cfg  # JSON round trip
+    assert {f.name for f in fields(StyleGAN2MappingConfig)} == set(validate._SG2_MAPPING_FIELDS)
+    assert {f.name for f in fields(StyleGAN2SynthesisConfig)} == (set(validate._SG2_SYNTHESIS_FIELDS)
+                                                                  | set(validate._SG2_OTHER_FIELDS))
+
+    good = tiny_sg2().cfg.to_dict()
+    bad_cases = {
+        "architecture = 'resnet': only skip": {"synthesis": {**good["synthesis"], "architecture": "resnet"}},
+        "img_resolution = 48 must be a power of two": {"synthesis": {**good["synthesis"], "img_resolution": 48}},
+        "resample_filter must be a list": {"synthesis": {**good["synthesis"], "resample_filter": "1331"}},
+        "use_noise must be true or false": {"synthesis": {**good["synthesis"], "use_noise": 1}},
+        "embed_features must be an integer": {"mapping": {**good["mapping"], "embed_features": "512"}},
+        "unknown entries": {"mapping": {**good["mapping"], "w_avg_betas": 0.9}},
+        "refusing to build it": {"synthesis": {**good["synthesis"], "channel_base": 2**24, "channel_max": 16384,
+                                               "img_resolution": 4096}},
+    }
+    for message, change in bad_cases.items():
+        with pytest.raises(CheckpointError, match=message):
+            validate.validate_generator({**good, **change}, family="stylegan2", allow_large=False)
+    sg3 = tiny_sg3().cfg.to_dict()
+    with pytest.raises(CheckpointError, match="no growth stages"):
+        validate.generator_config_from_dict({**sg3, "synthesis": {**sg3["synthesis"], "stages": [{}]}},
+                                            family="stylegan3")
+    # And through a file: a StyleGAN2 checkpoint whose config was edited to an unsupported architecture.
+    path = save_checkpoint(tmp_path / "sg2.sgxl", tiny_sg2())
+    with zipfile.ZipFile(path) as zf:
+        config, blob = json.loads(zf.read("config.json")), zf.read("model.safetensors")
+    config["generator"]["synthesis"]["architecture"] = "orig"
+    with zipfile.ZipFile(tmp_path / "edited.sgxl", "w") as zf:
+        zf.writestr("config.json", json.dumps(config))
+        zf.writestr("model.safetensors", blob)
+    with pytest.raises(CheckpointError, match="architecture = 'orig'"):
+        load_checkpoint(tmp_path / "edited.sgxl")
+
+
 def test_renderer_noise_and_transform_settings() -> None:
     G = tiny_sg2()
     r = Renderer("cpu", threaded=False)
