@@ -508,7 +508,7 @@ def test_importer_refuses_changed_files() -> None:
     bad = {k: v for k, v in og.attributes.items()}
     for r in (4, 8, 16, 32):
         bad[f"synthesis.b{r}.architecture"] = "resnet"
-    with pytest.raises(CheckpointError, match="architecture 'resnet' is not supported"):
+    with pytest.raises(CheckpointError, match="architecture = 'resnet': only skip is supported"):
         generator_from_official(_with(og, attributes=bad))
     tensors = dict(og.tensors)
     tensors["synthesis.b8.resample_filter"] = torch.ones(4, 4) / 16

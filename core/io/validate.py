@@ -561,8 +561,8 @@ def validate_generator(cfg: AnyConfig | dict, tensors: Mapping[str, torch.Tensor
     (names and shapes); without, only dtypes and finiteness are checked (the official importer maps names
     and shapes itself).
     """
-    if isinstance(cfg, dict) or cfg is None:
-        cfg = generator_config_from_dict(cfg, source, family)
+    if not isinstance(cfg, (GeneratorConfig, StyleGAN3Config, StyleGAN2Config)):
+        cfg = generator_config_from_dict(cfg, source, family)  # a JSON value: an object, or one clear error
     check_generator_config(cfg, source)
     check_model_size(cfg, source, allow_large)
     if tensors is not None:
