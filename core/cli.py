@@ -44,7 +44,8 @@ def resolve_class(text: str | None, c_dim: int, class_names: list[str] | None) -
     """A class given by index or by (part of) its name -> index; None for unconditional models."""
     if c_dim == 0:
         if text is not None:
-            print("note: this model is unconditional; --class is ignored", file=sys.stderr)
+            raise UserInputError(f"this model is unconditional: it has no classes, so --class {text} cannot apply "
+                                 "(leave --class out)")
         return None
     if text is None:
         return 0
@@ -118,6 +119,28 @@ def load_model(args: argparse.Namespace):
     return Checkpoint(generator=G, config=cfg, meta={"preset": args.preset, "init_seed": args.init_seed})
 
 
+def add_noise_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--noise-mode", choices=("const", "random", "none"),
+                   help="noise inputs of StyleGAN2 models: const (the stored noise, as the official tools; default), "
+                        "random (drawn from --noise-seed) or none")
+    p.add_argument("--noise-seed", type=int, help="seed of --noise-mode random (default 0)")
+
+
+def noise_options(args: argparse.Namespace, G: torch.nn.Module) -> dict:
+    """{noise_mode, noise_seed} for `G.synthesis`; refuses noise flags that would change nothing for this model.
+
+    `--noise-mode const` is what every model does (the official tools accept it for StyleGAN3 too).
+    """
+    if args.noise_mode in (None, "const") and args.noise_seed is None:
+        return {"noise_mode": "const", "noise_seed": 0}
+    if not G.traits.has_noise:
+        raise UserInputError(f"this {G.traits.label} model has no noise inputs: --noise-mode and --noise-seed "
+                             "apply to StyleGAN2 models")
+    if args.noise_seed is not None and args.noise_mode != "random":
+        raise UserInputError("--noise-seed needs --noise-mode random")
+    return {"noise_mode": args.noise_mode or "const", "noise_seed": args.noise_seed or 0}
+
+
 def write_image(path: Path, image: np.ndarray) -> None:
     from core.io.files import save_image
 
@@ -140,6 +163,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     if any(not 0 <= i < G.num_ws for i in mix_layers):
         raise UserInputError(f"--style-mix-layers must be within 0..{G.num_ws - 1} (this model has {G.num_ws} ws)")
     mix_class = resolve_class(args.style_mix_class, G.c_dim, ckpt.class_names) if args.style_mix_class else None
+    noise = noise_options(args, G)
 
     jobs = [(c, seeds[start:start + args.batch]) for c in classes for start in range(0, len(seeds), args.batch)]
     images = []
@@ -150,7 +174,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
                 ws_mix = ws_from_seeds(G, [args.style_mix_seed] * len(batch),
                                        class_idx if mix_class is None else mix_class, args.trunc, device)
                 ws = style_mix(ws, ws_mix, mix_layers)
-            images.append(to_uint8(G.synthesis(ws)))
+            images.append(to_uint8(G.synthesis(ws, **noise), G.traits.uint8_offset))
     images_np = np.concatenate(images)  # class-major: all seeds of the first class, then the next class...
 
     out = Path(args.out)
@@ -193,7 +217,7 @@ def cmd_video(args: argparse.Namespace) -> int:
     if len(classes) not in (1, len(seeds)):
         raise UserInputError(f"give one class, or one per seed ({len(seeds)})")
     frames = interpolation_frames(G, seeds, classes * (len(seeds) // len(classes)), args.trunc,
-                                  args.frames, loop=args.loop)
+                                  args.frames, loop=args.loop, **noise_options(args, G))
     written = write_video(Path(args.out), frames, fps=args.fps)
     print(f"wrote {written} ({len(frames)} frames, {G.img_resolution}x{G.img_resolution})")
     return 0
@@ -207,20 +231,21 @@ def cmd_info(args: argparse.Namespace) -> int:
         print(describe_official(path))
         return 0
     from core.io.checkpoint import load_checkpoint
-    from core.networks.generator import count_parameters
 
     ckpt = load_checkpoint(path)
     G = ckpt.generator
-    s = G.cfg.synthesis
+    traits = G.traits
     print(f"checkpoint   {path}")
     res = G.img_resolution
-    print(f"resolution   {res}x{res} (stem {s.stem_resolution}², {len(s.stages)} growth stages)")
+    print(f"generator    {traits.label}" + (", noise inputs" if traits.has_noise else ""))
+    print(f"resolution   {res}x{res}")
     print(f"latents      z {G.z_dim}, w {G.w_dim}, num_ws {G.num_ws}")
     print(f"classes      {G.c_dim}" + (f" ({', '.join(ckpt.class_names[:8])}{', ...' if G.c_dim > 8 else ''})"
                                      if ckpt.class_names else ""))
-    print(f"channels     base {s.channel_base}, max {s.channel_max}, stem layers {s.num_layers}")
-    print(f"layers       {', '.join(G.synthesis.layer_names)}")
-    for k, v in count_parameters(G).items():
+    for line in G.cfg.describe():
+        print(f"architecture {line}")
+    print(f"layers       {', '.join(traits.layer_names)}")
+    for k, v in G.parameter_counts().items():
         print(f"params       {k:<16}{v:>14,}")
     for k, v in ckpt.meta.items():
         print(f"meta         {k}: {v}")
@@ -375,6 +400,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch", type=int, default=8, help="images per forward pass (default 8)")
     p.add_argument("--cols", type=int, help="grid columns (default: square-ish)")
     p.add_argument("--out", default="out/grid.png", help="a .png for one grid, or a folder for one PNG per seed")
+    add_noise_arguments(p)
     p.set_defaults(func=cmd_generate)
 
     p = sub.add_parser("video", help="interpolation video between seeds (and classes)")
@@ -387,6 +413,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fps", type=int, default=30)
     p.add_argument("--loop", action="store_true", help="return to the first seed at the end")
     p.add_argument("--out", default="out/lerp.mp4", help=".mp4 (needs imageio-ffmpeg) or .gif")
+    add_noise_arguments(p)
     p.set_defaults(func=cmd_video)
 
     p = sub.add_parser("info", help="describe a checkpoint (.sgxl or official .pkl) without converting it")
@@ -394,9 +421,11 @@ def build_parser() -> argparse.ArgumentParser:
     add_allow_large_argument(p)
     p.set_defaults(func=cmd_info)
 
-    p = sub.add_parser("convert", help="convert an official StyleGAN-XL .pkl to our safe .sgxl format "
+    p = sub.add_parser("convert", help="convert an official StyleGAN-XL / StyleGAN3 / StyleGAN2(-ADA) .pkl to our "
+                                       "safe .sgxl format "
                                        "(or export a training snapshot's G_ema alone)")
-    p.add_argument("pkl", metavar="IN", help="official .pkl, or a .sgxl snapshot to export without its training state")
+    p.add_argument("pkl", metavar="IN", help="official .pkl (read without running code from it), or a .sgxl "
+                                             "snapshot to export without its training state")
     p.add_argument("--out", required=True, help="output .sgxl path")
     add_allow_large_argument(p)
     p.set_defaults(func=cmd_convert)

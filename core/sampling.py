@@ -1,7 +1,9 @@
 """Seeds -> latents -> images: the one sampling path shared by the CLI, the explorer and tests.
 
 Same seed, same image as the official tools: z = `np.random.RandomState(seed).randn(1, z_dim)`,
-truncation toward the class's `w_avg` on all ws, uint8 = `((x + 1) * 127.5).clamp(0, 255)` truncated.
+truncation toward the class's `w_avg` on all ws (one w_avg for StyleGAN2/3), uint8 = `(x * 127.5 + offset)`
+clamped to 0..255 and truncated, offset 127.5 for StyleGAN-XL (its gen_images.py: `(x + 1) * 127.5`) and 128
+for StyleGAN2/3 (NVlabs gen_images.py).
 """
 
 from __future__ import annotations
@@ -56,9 +58,16 @@ def style_mix(ws_a: torch.Tensor, ws_b: torch.Tensor, layers: Sequence[int]) -> 
     return out
 
 
-def to_uint8(img: torch.Tensor) -> np.ndarray:
-    """[B, 3, H, W] in about [-1, 1] -> uint8 [B, H, W, 3]."""
-    x = ((img.detach().to(torch.float32) + 1) * 127.5).clamp(0, 255).to(torch.uint8)
+def to_uint8(img: torch.Tensor, offset: float = 127.5) -> np.ndarray:
+    """[B, 3, H, W] in about [-1, 1] -> uint8 [B, H, W, 3]: `x * 127.5 + offset`, clamped, truncated.
+
+    `offset` is the generator's `traits.uint8_offset`: 127.5 as StyleGAN-XL's tools round, 128 as NVlabs'
+    StyleGAN2/3 tools do, so each family's images equal its official tools' bytes.
+    """
+    x = (img.detach().to(torch.float32) + 1) * 127.5  # StyleGAN-XL's arithmetic, kept bit for bit
+    if offset != 127.5:
+        x = x + (offset - 127.5)
+    x = x.clamp(0, 255).to(torch.uint8)
     return x.permute(0, 2, 3, 1).cpu().numpy()
 
 

@@ -17,7 +17,7 @@ from core.sampling import to_uint8, ws_from_seeds
 @torch.no_grad()
 def interpolation_frames(
     G: Generator, seeds: Sequence[int], classes: Sequence[int | None], psi: float, frames_between: int,
-    loop: bool = False, batch: int = 8,
+    loop: bool = False, batch: int = 8, noise_mode: str = "const", noise_seed: int = 0,
 ) -> np.ndarray:
     """uint8 [N, H, W, 3]: linear interpolation in W from each key (seed, class) to the next.
 
@@ -39,7 +39,9 @@ def interpolation_frames(
     if not loop:
         path.append(keys[-1])
     ws = torch.stack(path)
-    return np.concatenate([to_uint8(G.synthesis(ws[i:i + batch])) for i in range(0, len(ws), batch)])
+    noise = {"noise_mode": noise_mode, "noise_seed": noise_seed}  # StyleGAN2's noise inputs (ignored by others)
+    return np.concatenate([to_uint8(G.synthesis(ws[i:i + batch], **noise), G.traits.uint8_offset)
+                           for i in range(0, len(ws), batch)])
 
 
 def write_video(path: Path, frames: np.ndarray, fps: int = 30) -> Path:

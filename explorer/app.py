@@ -41,6 +41,7 @@ from explorer.panels.classes import ClassPanel
 from explorer.panels.invert import InvertPanel
 from explorer.panels.latent import LatentPanel
 from explorer.panels.layers import LayersPanel
+from explorer.panels.noise import NoisePanel
 from explorer.panels.perf import PerfPanel
 from explorer.panels.stylemix import StyleMixPanel
 from explorer.panels.train import TrainPanel
@@ -138,14 +139,15 @@ class Explorer:
         self.class_panel = ClassPanel(self)
         self.mix_panel = StyleMixPanel(self)
         self.transform_panel = TransformPanel(self)
+        self.noise_panel = NoisePanel(self)
         self.layers_panel = LayersPanel(self)
         self.perf_panel = PerfPanel(self)
         self.capture_panel = CapturePanel(self)
         self.train_panel = TrainPanel(self)
         self.invert_panel = InvertPanel(self)
-        self.left_panels = [self.checkpoint_panel, self.latent_panel, self.mix_panel, self.transform_panel,
-                            self.layers_panel, self.perf_panel, self.capture_panel, self.train_panel,
-                            self.invert_panel]
+        self.left_panels = [self.checkpoint_panel, self.latent_panel, self.noise_panel, self.mix_panel,
+                            self.transform_panel, self.layers_panel, self.perf_panel, self.capture_panel,
+                            self.train_panel, self.invert_panel]
         self.right_panels = [self.class_panel]
         self.panels = self.left_panels + self.right_panels
 
@@ -227,10 +229,20 @@ class Explorer:
         self.current_settings = self.state.settings(info)
         for panel in self.panels:
             panel.on_model(info)
+        self._fit_columns()
         classes = f"{info.c_dim} classes" if info.c_dim else "unconditional"
         name = Path(info.path).name or "model"
-        self.set_status(f"Loaded {name}: {info.resolution}x{info.resolution}, {classes}, "
+        self.set_status(f"Loaded {name} ({info.label}): {info.resolution}x{info.resolution}, {classes}, "
                         f"{info.num_params / 1e6:.2f} M parameters, on {info.device}")
+
+    def _fit_columns(self) -> None:
+        """Hide the right column when none of its panels applies (an unconditional model has no class panel)."""
+        if not dpg.does_item_exist("right"):
+            return
+        used = any(dpg.is_item_shown(f"{p.key}.header") for p in self.right_panels
+                   if dpg.does_item_exist(f"{p.key}.header"))
+        dpg.configure_item("right", show=used)
+        dpg.configure_item("view", width=-RIGHT_W - 8 if used else -1)
 
     # ------------------------------------------------------------------ callbacks
 
@@ -373,7 +385,8 @@ class Explorer:
         # viewport's client area sits at the screen origin under Xvfb).
         x, y = st.get("rect_min") or dpg.get_item_pos(tag)
         w, h = st.get("rect_size") or (dpg.get_item_width(tag), dpg.get_item_height(tag))
-        out = {"x": x, "y": y, "w": w, "h": h, "visible": bool(st.get("visible", True))}
+        out = {"x": x, "y": y, "w": w, "h": h, "visible": bool(st.get("visible", True)),
+               "shown": bool(dpg.is_item_shown(tag))}  # configured to show (a hidden item's rect is stale)
         if slider:
             out["frame_w"] = dpg.get_item_width(tag)  # the slider itself; the label is drawn right of it
             cfg = dpg.get_item_configuration(tag)
@@ -398,6 +411,7 @@ class Explorer:
             "loading": self._loading,
             "model": None if info is None else {
                 "key": info.key, "path": info.path, "resolution": info.resolution, "c_dim": info.c_dim,
+                "label": info.label, "has_noise": info.has_noise, "num_ws": info.num_ws,
                 "class_names": list(info.class_names), "device": info.device},
             "settings": None if self.current_settings is None else self.current_settings.to_dict(),
             "displayed": None if self.frame is None else self.frame.settings.to_dict(),
@@ -421,10 +435,13 @@ class Explorer:
                 "class_grid": self.rect(self.class_panel.tag("grid")),
                 "class_items": class_items,
                 "left": self.rect("left"),
+                "right": self.rect("right"),
                 "latent_header": self.rect(f"{self.latent_panel.key}.header"),
                 "recent_items": {p: self.rect(self.checkpoint_panel.tag(f"recent.{i}"))
                                  for i, p in enumerate(self.checkpoint_panel.recent)},
             },
+            "panels_shown": {p.key: bool(dpg.is_item_shown(f"{p.key}.header")) for p in self.panels
+                             if dpg.does_item_exist(f"{p.key}.header")},
             "train": self.train_panel.test_state(),
             "invert": self.invert_panel.test_state(),
         }

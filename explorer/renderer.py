@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from core.errors import SGXLError, UserInputError
+from core.networks.family import NOISE_MODES, GeneratorTraits
 from core.sampling import style_mix, to_uint8, truncate, ws_from_seeds, z_from_seed
 
 MAX_SEED = 2**32 - 1  # np.random.RandomState accepts 0 .. 2**32 - 1
@@ -51,6 +52,8 @@ class RenderSettings:
     layer_view: str = "channels"  # "channels" or "fft" (log magnitude of the 2-D FFT)
     latent: str = ""  # ws registered with `Renderer.register_latent`, used instead of the seed blend when set;
     #                   `seeds` then holds seeds blended INTO the latent with their weights (the latent keeps 1 - sum)
+    noise_mode: str = "const"  # noise inputs (StyleGAN2 only): const / random (from noise_seed) / none
+    noise_seed: int = 0
 
     @classmethod
     def single(cls, seed: int, class_idx: int | None, psi: float = 1.0, ckpt: str = "") -> RenderSettings:
@@ -66,7 +69,7 @@ class RenderSettings:
         """True when this is exactly one seed, one class (or none), no mixing, no transform, no layer view."""
         one_class = len(self.classes) <= 1 and all(w == 1.0 for _, w in self.classes)
         return (len(self.seeds) == 1 and self.seeds[0][1] == 1.0 and one_class and not self.mix_layers
-                and self.transform_is_identity and not self.layer and not self.latent)
+                and self.transform_is_identity and not self.layer and not self.latent and self.noise_mode == "const")
 
     @property
     def transform_is_identity(self) -> bool:
@@ -145,8 +148,26 @@ class ModelInfo:
     kimg: float
     num_ws: int
     w_dim: int
-    layer_names: tuple[str, ...]  # "input" + the synthesis layers
+    layer_names: tuple[str, ...]  # what the layer view can show ("input" + the synthesis layers for StyleGAN3/XL)
     layer_channels: tuple[int, ...]
+    traits: GeneratorTraits | None = None  # what this generator family has (noise, input transform, ws labels...)
+
+    @property
+    def label(self) -> str:
+        return self.traits.label if self.traits else "StyleGAN-XL"
+
+    @property
+    def has_noise(self) -> bool:
+        return bool(self.traits and self.traits.has_noise)
+
+    @property
+    def has_input_transform(self) -> bool:
+        return self.traits is None or self.traits.has_input_transform
+
+    @property
+    def ws_labels(self) -> tuple[str, ...]:
+        """What each of the num_ws ws drives (the style-mixing checkboxes)."""
+        return self.traits.ws_labels if self.traits else self.layer_names[: self.num_ws]
 
     def class_name(self, idx: int) -> str:
         return self.class_names[idx] if idx < len(self.class_names) else f"class {idx}"
@@ -280,16 +301,14 @@ class Renderer:
     def set_model(self, G: torch.nn.Module, key: str, path: str = "", class_names: list[str] | None = None,
                   kimg: float = 0.0, device: str | None = None) -> ModelInfo:
         """Use generator `G` from now on; bumps the generation so in-flight frames are discarded."""
-        from core.networks.generator import count_parameters
-
         dev = resolve_device(device or self.device)
         G = G.eval().requires_grad_(False).to(dev)
-        syn = G.synthesis
+        traits = G.traits
         info = ModelInfo(
             key=key, path=path, device=dev, resolution=int(G.img_resolution), c_dim=int(G.c_dim),
-            class_names=tuple(class_names or ()), num_params=int(count_parameters(G)["total"]), kimg=kimg,
-            num_ws=int(G.num_ws), w_dim=int(G.w_dim), layer_names=("input", *syn.layer_names),
-            layer_channels=(int(syn.input.spec.channels), *(int(x.spec.out_channels) for x in syn.layers())))
+            class_names=tuple(class_names or ()), num_params=int(G.parameter_counts()["total"]), kimg=kimg,
+            num_ws=int(G.num_ws), w_dim=int(G.w_dim), layer_names=traits.layer_names,
+            layer_channels=traits.layer_channels, traits=traits)
         with self._lock:
             self._model = _Model(G=G, info=info)
             self.device = dev
@@ -336,7 +355,7 @@ class Renderer:
     def render_sync(self, settings: RenderSettings) -> np.ndarray:
         """uint8 [H, W, 3]: exactly the image `core` produces for these settings (no cache, this thread)."""
         model = self._require_model(settings)
-        return to_uint8(self._render_tensor(model.G, settings))[0]
+        return to_uint8(self._render_tensor(model.G, settings), model.G.traits.uint8_offset)[0]
 
     def render_frame(self, settings: RenderSettings) -> Frame:
         """The frame the UI would show for `settings` (cache + device->host path), on this thread."""
@@ -362,11 +381,12 @@ class Renderer:
             chunk = classes[start:start + batch]
             ws = torch.cat([self._base_ws(G, settings, ((c, 1.0),), dev) for c in chunk])
             transform = input_transform(settings.translate, settings.rotate)
-            img = G.synthesis(ws, transform=transform)  # [n, 3, R, R]
+            img = G.synthesis(ws, transform=transform, noise_mode=settings.noise_mode,
+                              noise_seed=settings.noise_seed)  # [n, 3, R, R]
             if img.shape[-1] > self.thumb_size:
                 size = (self.thumb_size, self.thumb_size)
                 img = torch.nn.functional.interpolate(img, size=size, mode="area")  # [n, 3, t, t]
-            images.append(to_uint8(img))
+            images.append(to_uint8(img, G.traits.uint8_offset))
         key = self.thumb_key(settings, classes)
         empty = np.zeros([0, self.thumb_size, self.thumb_size, 3], np.uint8)
         return Thumbnails(key=key, classes=tuple(classes), images=np.concatenate(images) if images else empty)
@@ -374,7 +394,7 @@ class Renderer:
     def thumb_key(self, settings: RenderSettings, classes: tuple[int, ...]) -> tuple:
         info = self.info
         return (info.key if info else "", settings.seeds, settings.latent, settings.psi, settings.translate,
-                settings.rotate, tuple(classes))
+                settings.rotate, settings.noise_mode, settings.noise_seed, tuple(classes))
 
     # ------------------------------------------------------------------ asynchronous API (UI thread)
 
@@ -528,7 +548,8 @@ class Renderer:
                            finished_at=t0)
         with torch.no_grad():
             img = self._render_tensor(model.G, settings)  # [1, 3, H, W] on the model's device
-            rgb, rgba, device_rgba = self._to_host_rgb(img)
+            offset = model.G.traits.uint8_offset if not settings.layer else 127.5  # the family's official rounding
+            rgb, rgba, device_rgba = self._to_host_rgb(img, offset)
         ms = (time.perf_counter() - t0) * 1000
         frame = Frame(settings=settings, generation=generation, rgb=rgb, render_ms=ms,
                       requested_at=requested_at, started_at=t0, finished_at=time.perf_counter(), rgba=rgba,
@@ -546,9 +567,10 @@ class Renderer:
             ws_b = ws_for(G, ((s.mix_seed, 1.0),), s.mix_classes or s.classes, s.psi, dev)
             ws = style_mix(ws, ws_b, s.mix_layers)
         transform = input_transform(s.translate, s.rotate)
+        noise = {"noise_mode": s.noise_mode, "noise_seed": s.noise_seed}
         if not s.layer:
-            return G.synthesis(ws, transform=transform)  # [1, 3, H, W]
-        for name, x in G.synthesis.iter_layers(ws, transform):
+            return G.synthesis(ws, transform=transform, **noise)  # [1, 3, H, W]
+        for name, x in G.synthesis.iter_layers(ws, transform, **noise):
             if name == s.layer:
                 return layer_image(x, s.channel, s.layer_view)
         raise UserInputError(f"this model has no layer {s.layer!r}")
@@ -572,7 +594,8 @@ class Renderer:
         return ws
 
     @staticmethod
-    def _to_host_rgb(img: torch.Tensor) -> tuple[np.ndarray, np.ndarray, torch.Tensor | None]:
+    def _to_host_rgb(img: torch.Tensor, offset: float = 127.5
+                     ) -> tuple[np.ndarray, np.ndarray, torch.Tensor | None]:
         """[1, 3, H, W] in [-1, 1] on the model's device -> (float32 [H, W, 3], uint8 [H, W, 4], CUDA RGBA).
 
         The float32 RGB is what Dear PyGui's raw textures take (the fallback path); the uint8 RGBA is what
@@ -587,7 +610,10 @@ class Renderer:
         because a raw texture keeps a pointer to its array: refilling a buffer the UI is showing would
         tear. On the CPU the same code runs; the "copy" targets are the tensors themselves.
         """
-        u8 = ((img[0].to(torch.float32) + 1) * 127.5).clamp(0, 255).to(torch.uint8)  # [3, H, W]
+        x = (img[0].to(torch.float32) + 1) * 127.5  # [3, H, W]
+        if offset != 127.5:  # the generator family's official rounding (GeneratorTraits.uint8_offset)
+            x = x + (offset - 127.5)
+        u8 = x.clamp(0, 255).to(torch.uint8)
         rgba = torch.cat([u8, torch.full_like(u8[:1], 255)]).permute(1, 2, 0).contiguous()  # [H, W, 4]
         rgb = u8.permute(1, 2, 0).to(torch.float32).div_(255.0).contiguous()  # [H, W, 3]
         if not rgb.is_cuda:
@@ -635,6 +661,11 @@ def _validate(G: torch.nn.Module, s: RenderSettings) -> None:
     for layer in s.mix_layers:
         if not 0 <= layer < G.num_ws:
             raise UserInputError(f"style-mix layer {layer} is out of range 0..{G.num_ws - 1}")
+    traits = G.traits
+    if not s.transform_is_identity and not traits.has_input_transform:
+        raise UserInputError(f"this {traits.label} model has no Fourier-feature input to translate or rotate")
+    if s.noise_mode not in NOISE_MODES:
+        raise UserInputError(f"unknown noise mode {s.noise_mode!r}; use one of {', '.join(NOISE_MODES)}")
 
 
 def class_vector(G: torch.nn.Module, classes: Weights, batch: int,
@@ -676,15 +707,14 @@ def latent_ws(G: torch.nn.Module, lat: Latent, classes: Weights, psi: float, dev
     the same centre the seed path truncates to. In its own class at psi = 1 this is the latent itself.
     """
     ws = lat.ws.to(device)
-    w_avg = G.mapping.w_avg
     if G.c_dim == 0:
-        centre = w_avg  # [w_dim]
+        centre = G.mapping.mean_w(None)  # [w_dim]
     else:
-        c = class_vector(G, classes, 1, device)[0]  # [c_dim]
-        centre = c @ w_avg  # [w_dim]
+        c = class_vector(G, classes, 1, device)  # [1, c_dim]
+        centre = G.mapping.class_w_avg(c)[0]  # [w_dim]: c @ w_avg (StyleGAN2/3: their one w_avg)
         src = lat.class_idx if lat.class_idx is not None else 0
         if not (len(classes) == 1 and classes[0] == (src, 1.0)):  # exactly its own class: no arithmetic at all
-            ws = ws - w_avg[src] + centre
+            ws = ws - G.mapping.mean_w(src) + centre
     if psi != 1.0:
         ws = centre + (ws - centre) * psi  # core.sampling.truncate's arithmetic
     return ws

@@ -35,9 +35,12 @@ class ExplorerState:
     mix_seed: int = 1
     mix_class: int | None = None  # None = the main class blend
     mix_layers: set[int] = field(default_factory=set)
-    # Input transform.
+    # Input transform (models with a Fourier-feature input: StyleGAN-XL, StyleGAN3).
     translate: tuple[float, float] = (0.0, 0.0)
     rotate: float = 0.0
+    # Noise inputs (StyleGAN2): const = the stored noise (as the official tools), random = from noise_seed, none.
+    noise_mode: str = "const"
+    noise_seed: int = 0
     # Layer view.
     layer: str = ""  # "" = output image
     channel: int = 0
@@ -85,6 +88,9 @@ class ExplorerState:
         mix_classes: tuple[tuple[int, float], ...] = ()
         if mixing and self.mix_class is not None and (info is None or info.c_dim > 0):
             mix_classes = ((self.mix_class, 1.0),)
+        # Controls a model does not have leave the settings (the cache key) at their defaults.
+        transform = info is None or info.has_input_transform
+        noise = info is not None and info.has_noise
         return RenderSettings(
             ckpt=info.key if info else "",
             seeds=self.latent_blend() if self.latent else self.seed_weights(),
@@ -94,8 +100,10 @@ class ExplorerState:
             mix_seed=int(self.mix_seed) if mixing else None,
             mix_classes=mix_classes,
             mix_layers=tuple(sorted(self.mix_layers)) if mixing else (),
-            translate=(float(self.translate[0]), float(self.translate[1])),
-            rotate=float(self.rotate),
+            translate=(float(self.translate[0]), float(self.translate[1])) if transform else (0.0, 0.0),
+            rotate=float(self.rotate) if transform else 0.0,
+            noise_mode=self.noise_mode if noise else "const",
+            noise_seed=int(self.noise_seed) if noise and self.noise_mode == "random" else 0,
             layer=self.layer,
             channel=int(self.channel) if self.layer else 0,
             layer_view=self.layer_view if self.layer else "channels",

@@ -20,6 +20,7 @@ from core.io.official import (
     OfficialGenerator,
     PersistentRecord,
     describe_official,
+    family_of,
     generator_from_official,
     load_official_checkpoint,
     load_official_generator,
@@ -214,24 +215,25 @@ def test_layer_specification_mismatch_is_refused(stem_og: OfficialGenerator) -> 
 
 
 @needs_fixtures
-def test_stylegan3_generator_is_detected_and_refused(stem_og: OfficialGenerator) -> None:
-    # StyleGAN3's mapping: a FullyConnected `embed` (c_dim -> w_dim), no projection, z_dim 512.
+def test_stylegan3_mapping_routes_to_the_stylegan3_importer(stem_og: OfficialGenerator) -> None:
+    # StyleGAN3's mapping: a FullyConnected `embed` (c_dim -> w_dim), no projection, z_dim 512. A StyleGAN-XL
+    # file rewritten that way goes to the StyleGAN3 importer, which refuses it: its mapping gains are not SG3's.
     og = copy.deepcopy(stem_og)
     og.module_classes["mapping.embed"] = "FullyConnectedLayer"
     og.tensors["mapping.embed.weight"] = torch.zeros(512, 10)
     og.tensors["mapping.embed.bias"] = torch.zeros(512)
     og.attributes["z_dim"] = 512
-    with pytest.raises(CheckpointError, match="StyleGAN3.*not supported yet"):
-        official_to_config(og)
-    with pytest.raises(CheckpointError, match="StyleGAN3"):
+    assert family_of(og)[0].FAMILY == "StyleGAN3"
+    with pytest.raises(CheckpointError, match="unsupported architecture: .*mapping.fc0.weight_gain"):
         generator_from_official(og)
 
 
 @needs_fixtures
-def test_stylegan2_generator_is_refused(stem_og: OfficialGenerator) -> None:
+def test_stylegan2_blocks_route_to_the_stylegan2_importer(stem_og: OfficialGenerator) -> None:
     og = copy.deepcopy(stem_og)
     og.tensors["synthesis.b4.const"] = torch.zeros(512, 4, 4)
-    with pytest.raises(CheckpointError, match="StyleGAN2"):
+    assert family_of(og)[0].FAMILY == "StyleGAN2"
+    with pytest.raises(CheckpointError, match="no 'synthesis.b4.architecture' attribute; not a StyleGAN2"):
         official_to_config(og)
 
 
@@ -366,7 +368,7 @@ def persistence_fn(monkeypatch: pytest.MonkeyPatch) -> object:
 
 
 @needs_fixtures
-def test_stylegan3_snapshot_is_described_but_not_converted(tmp_path: Path, persistence_fn: object) -> None:
+def test_stylegan3_like_snapshot_is_described_and_refused(tmp_path: Path, persistence_fn: object) -> None:
     # Rewrite the stem as a StyleGAN3 generator would store its mapping: `embed` = FullyConnected(c_dim, w_dim).
     g_ema = read_official_pickle(STEM)["G_ema"]
     mapping = g_ema.state["_modules"]["mapping"].state
@@ -380,6 +382,6 @@ def test_stylegan3_snapshot_is_described_but_not_converted(tmp_path: Path, persi
     path.write_bytes(pickle.dumps({"G_ema": writable_official(g_ema, persistence_fn)}, protocol=4))
 
     text = describe_official(path)
-    assert "z 512" in text and "not supported" in text and "StyleGAN3" in text
-    with pytest.raises(CheckpointError, match="StyleGAN3.*not supported yet"):
+    assert "z 512" in text and "StyleGAN3-T" in text
+    with pytest.raises(CheckpointError, match="unsupported architecture"):
         load_official_generator(path)

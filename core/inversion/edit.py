@@ -39,18 +39,22 @@ ClassTarget = int | torch.Tensor  # a class index, or class weights [c_dim] (a b
 
 
 def _w_avg_of(G: Generator, c: ClassTarget) -> torch.Tensor:
-    """The truncation centre [w_dim] of a class index or of a class blend."""
+    """The truncation centre [w_dim] of a class index or of a class blend.
+
+    StyleGAN2/3 track one w_avg for all classes, so there every class has the same centre (a class swap
+    by offset transfer then leaves the latent as it is).
+    """
     w_avg = G.mapping.w_avg
     if G.c_dim == 0:
         raise ValueError("this generator is unconditional: it has no classes to swap")
     if isinstance(c, torch.Tensor) and c.is_floating_point():
         if c.shape != (G.c_dim,):
             raise ValueError(f"class weights must have shape [{G.c_dim}], got {tuple(c.shape)}")
-        return c.to(w_avg) @ w_avg
+        return G.mapping.class_w_avg(c.to(w_avg).unsqueeze(0))[0]
     c = int(c)
     if not 0 <= c < G.c_dim:
         raise ValueError(f"class {c} is out of range 0..{G.c_dim - 1}")
-    return w_avg[c]
+    return G.mapping.mean_w(c)
 
 
 def class_offset(G: Generator, ws: torch.Tensor, class_idx: ClassTarget) -> torch.Tensor:

@@ -190,8 +190,8 @@ def w_stats(G: Generator, class_idx: int | None, samples: int = 10000, seed: int
 
 
 def class_w_avg(G: Generator, class_idx: int | None) -> torch.Tensor:
-    """The mapping's tracked truncation centre of the class: [w_dim]."""
-    return G.mapping.w_avg.clone() if class_idx is None else G.mapping.w_avg[class_idx].clone()
+    """The mapping's tracked truncation centre of the class: [w_dim] (StyleGAN2/3: the one w_avg)."""
+    return G.mapping.mean_w(class_idx).clone()
 
 
 def learning_rate(cfg: ProjectorConfig, step: int) -> float:

@@ -5,9 +5,13 @@ holding those two files is accepted too. Tensor names are prefixed by the module
 `G.` for the generator (official G_ema names after the prefix), and any extra groups a caller
 saves (the trainer stores `D.`, `G_opt.`...). `config.json`:
 
-    {"format": "sgxl-checkpoint", "version": 1,
-     "generator": GeneratorConfig.to_dict(), "class_names": [...] | null,
+    {"format": "sgxl-checkpoint", "version": 1 | 2, "family": "stylegan-xl" | "stylegan3" | "stylegan2",
+     "generator": <the family's config>.to_dict(), "class_names": [...] | null,
      "meta": {"kimg": ..., "stage": ..., "dataset": ..., "metrics": ...}}
+
+`family` names the generator family (core/networks/family.py); a file without it is StyleGAN-XL.
+StyleGAN-XL checkpoints are written as version 1 (readable by every release); the other families as
+version 2, so an older release says "written by a newer version" instead of misreading the config.
 
 Writes are atomic (core.io.files: temp file in the same folder, then rename), so a crash or a full
 disk never leaves a half written checkpoint in place of a good one. Loads pass core.io.validate
@@ -39,10 +43,11 @@ from core.io.validate import (
     safetensors_cap,
     validate_generator,
 )
+from core.networks.family import build_generator
 from core.networks.generator import Generator
 
 FORMAT = "sgxl-checkpoint"
-VERSION = 1
+VERSION = 2  # the newest version this code reads and writes
 SUFFIX = ".sgxl"
 
 
@@ -69,9 +74,11 @@ def save_checkpoint(
             raise ValueError(f"invalid tensor group name {group!r}")
         tensors.update({f"{group}.{k}": v for k, v in group_tensors.items()})
     tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}
+    family = generator.family
     config = {
         "format": FORMAT,
-        "version": VERSION,
+        "version": 1 if family == "stylegan-xl" else VERSION,
+        "family": family,
         "generator": generator.cfg.to_dict(),
         "class_names": class_names,
         "meta": meta,
@@ -155,7 +162,9 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu", allow_
         if version > VERSION:
             raise CheckpointError(f"{path} was written by a newer version (format {version}); please upgrade")
         source = str(path)
-        gen_cfg = validate_generator(config.get("generator"), source=source, allow_large=allow_large)
+        family = config.get("family", "stylegan-xl")  # files written before other families existed: StyleGAN-XL
+        gen_cfg = validate_generator(config.get("generator"), source=source, allow_large=allow_large,
+                                     family=family)
         class_names = check_class_names(config.get("class_names"), gen_cfg.mapping.c_dim, source)
         meta = check_meta(config.get("meta", {}), source)
         blob = parts.read("model.safetensors", safetensors_cap(gen_cfg, source))
@@ -175,7 +184,7 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu", allow_
     for group, group_tensors in groups.items():
         check_tensor_values(group_tensors, source, floating=group in ("G", "G_train"), prefix=f"{group}.")
     try:
-        G = Generator(gen_cfg)
+        G = build_generator(family, gen_cfg)
     except (KeyError, TypeError, ValueError, ZeroDivisionError, OverflowError, RuntimeError) as e:
         raise CheckpointError(f"{path} has an invalid generator configuration ({e})") from None
     G.load_state_dict(groups.pop("G"))

@@ -16,8 +16,8 @@ from core.networks.generator import Generator, GeneratorConfig
 
 @dataclass
 class Checkpoint:
-    generator: Generator
-    config: GeneratorConfig
+    generator: Generator  # or StyleGAN3Generator / StyleGAN2Generator: see `generator.traits`
+    config: GeneratorConfig  # the generator's own config class (GeneratorConfig for StyleGAN-XL)
     class_names: list[str] | None = None
     meta: dict = field(default_factory=dict)
     extra_tensors: dict[str, dict[str, torch.Tensor]] = field(default_factory=dict)

@@ -24,6 +24,10 @@ this module first:
 
 `validate_generator` runs 1-2 (and 5 when tensors are given) in one call: the official importer
 calls it on the config it derived from a pickle, before building a generator.
+
+Every generator family (core/networks/family.py) passes the same gate: StyleGAN-XL's config
+(`GeneratorConfig`), StyleGAN3's (the StyleGAN2 mapping + StyleGAN-XL's synthesis fields without growth
+stages) and StyleGAN2's (its mapping + block synthesis); each config class names its family.
 """
 
 from __future__ import annotations
@@ -41,9 +45,15 @@ import numpy as np
 import torch
 
 from core.errors import CheckpointError
+from core.networks.family import FAMILIES
 from core.networks.generator import GeneratorConfig
 from core.networks.mapping import MappingConfig
+from core.networks.mapping_sg2 import StyleGAN2MappingConfig
+from core.networks.stylegan2 import ARCHITECTURES, StyleGAN2Config, StyleGAN2SynthesisConfig
+from core.networks.stylegan3 import StyleGAN3Config
 from core.networks.synthesis import GrowthStage, SynthesisConfig, layer_specs
+
+AnyConfig = GeneratorConfig | StyleGAN3Config | StyleGAN2Config
 
 ALLOW_LARGE_ENV = "SGXL_ALLOW_LARGE"
 MiB = 2**20
@@ -116,6 +126,27 @@ _SYNTHESIS_FIELDS: dict[str, tuple[str, float, float]] = {
     "conv_clamp": ("float?", 1e-6, 1e9),
     "magnitude_ema_beta": ("float", 0.0, 1.0),
 }
+# StyleGAN2/3's mapping (core/networks/mapping_sg2.py) and StyleGAN2's block synthesis (core/networks/stylegan2.py).
+_SG2_MAPPING_FIELDS: dict[str, tuple[str, float, float]] = {
+    "z_dim": ("int", 1, 4096),
+    "c_dim": ("int", 0, MAX_CLASSES),
+    "w_dim": ("int", 1, 4096),
+    "num_layers": ("int", 1, 32),
+    "embed_features": ("int?", 1, 4096),
+    "layer_features": ("int?", 1, 4096),
+    "lr_multiplier": ("float", 1e-6, 100.0),
+    "w_avg_beta": ("float", 0.0, 1.0),
+}
+_SG2_SYNTHESIS_FIELDS: dict[str, tuple[str, float, float]] = {
+    "img_resolution": ("pow2", 4, 8192),
+    "img_channels": ("int", 1, 4),
+    "channel_base": ("int", 1, 2**24),
+    "channel_max": ("int", 1, 16384),
+    "num_fp16_res": ("int", 0, 64),
+    "conv_clamp": ("float?", 1e-6, 1e9),
+    "use_noise": ("bool", 0, 1),
+}
+_SG2_OTHER_FIELDS = ("architecture", "resample_filter")  # a string and a list, checked by `_check_sg2_synthesis`
 _STAGE_FIELDS: dict[str, tuple[str, float, float]] = {
     "up_factor": ("pow2", 2, 16),
     "head_layers": ("int", 3, 256),
@@ -135,9 +166,9 @@ def _check_value(value: Any, kind: str, lo: float, hi: float, where: str, source
         if not isinstance(value, bool):
             raise CheckpointError(f"{bad} must be true or false, not {_type_name(value)} ({value!r:.40})")
         return value
-    if kind == "float?" and value is None:
+    if kind in ("float?", "int?") and value is None:
         return None
-    if kind in ("int", "pow2"):
+    if kind in ("int", "int?", "pow2"):
         if isinstance(value, bool) or not isinstance(value, int):
             raise CheckpointError(f"{bad} must be an integer, not {_type_name(value)} ({value!r:.40})")
         if not lo <= value <= hi:
@@ -168,11 +199,14 @@ def _check_fields(d: Any, fields: dict[str, tuple[str, float, float]], where: st
     return out
 
 
-def generator_config_from_dict(d: Any, source: str = "checkpoint") -> GeneratorConfig:
-    """A checkpoint's `generator` JSON object -> `GeneratorConfig`, or one CheckpointError naming the bad field.
+def generator_config_from_dict(d: Any, source: str = "checkpoint", family: str = "stylegan-xl") -> AnyConfig:
+    """A checkpoint's `generator` JSON object -> the family's config, or one CheckpointError naming the bad field.
 
     Missing fields take the dataclass defaults (older files); unknown fields are refused.
     """
+    if family not in FAMILIES:
+        raise CheckpointError(f"{source}: unknown generator family {str(family)[:40]!r} (a newer or foreign file?); "
+                              f"this version knows {', '.join(FAMILIES)}")
     if not isinstance(d, dict):
         raise CheckpointError(f"{source}: config field generator must be an object, not {_type_name(d)}")
     unknown = sorted(set(d) - {"mapping", "synthesis"})
@@ -180,6 +214,19 @@ def generator_config_from_dict(d: Any, source: str = "checkpoint") -> GeneratorC
         raise CheckpointError(f"{source}: config field generator has unknown entries {unknown[:3]}")
     if "mapping" not in d or "synthesis" not in d:
         raise CheckpointError(f"{source}: config field generator needs 'mapping' and 'synthesis'")
+    if family == "stylegan2":
+        return _stylegan2_config_from_dict(d, source)
+    if family == "stylegan3":
+        mapping = StyleGAN2MappingConfig(**_check_fields(d["mapping"], _SG2_MAPPING_FIELDS, "generator.mapping",
+                                                         source, StyleGAN3Config().mapping))
+        syn = _check_fields(d["synthesis"], _SYNTHESIS_FIELDS, "generator.synthesis", source, SynthesisConfig(),
+                            optional=("stages",))
+        if d["synthesis"].get("stages"):
+            raise CheckpointError(f"{source}: config field generator.synthesis.stages must be empty: a StyleGAN3 "
+                                  "generator has no growth stages")
+        cfg3 = StyleGAN3Config(mapping=mapping, synthesis=SynthesisConfig(**syn))
+        check_generator_config(cfg3, source)
+        return cfg3
     mapping = MappingConfig(**_check_fields(d["mapping"], _MAPPING_FIELDS, "generator.mapping", source,
                                             MappingConfig()))
     syn_d = d["synthesis"]
@@ -199,16 +246,33 @@ def generator_config_from_dict(d: Any, source: str = "checkpoint") -> GeneratorC
     return cfg
 
 
-def check_generator_config(cfg: GeneratorConfig, source: str = "checkpoint") -> None:
-    """Ranges and cross-field rules of a `GeneratorConfig` object (from JSON, or derived from an official file)."""
-    if not isinstance(cfg, GeneratorConfig):
-        raise CheckpointError(f"{source}: not a generator configuration")
-    to_check = [("generator.mapping", cfg.mapping, _MAPPING_FIELDS), ("generator.synthesis", cfg.synthesis,
-                                                                      _SYNTHESIS_FIELDS)]
-    if len(cfg.synthesis.stages) > MAX_STAGES:
-        raise CheckpointError(f"{source}: {len(cfg.synthesis.stages)} growth stages; at most {MAX_STAGES} are "
-                              "supported")
-    to_check += [(f"generator.synthesis.stages[{i}]", st, _STAGE_FIELDS) for i, st in enumerate(cfg.synthesis.stages)]
+def _stylegan2_config_from_dict(d: dict, source: str) -> StyleGAN2Config:
+    defaults = StyleGAN2Config()
+    mapping = StyleGAN2MappingConfig(**_check_fields(d["mapping"], _SG2_MAPPING_FIELDS, "generator.mapping", source,
+                                                     defaults.mapping))
+    syn_d = d["synthesis"]
+    syn = _check_fields(syn_d, _SG2_SYNTHESIS_FIELDS, "generator.synthesis", source, defaults.synthesis,
+                        optional=_SG2_OTHER_FIELDS)
+    for name in _SG2_OTHER_FIELDS:
+        syn[name] = syn_d.get(name, getattr(defaults.synthesis, name))
+    cfg = StyleGAN2Config(mapping=mapping, synthesis=StyleGAN2SynthesisConfig(**syn))
+    check_generator_config(cfg, source)
+    return cfg
+
+
+def _check_sg2_synthesis(s: StyleGAN2SynthesisConfig, source: str) -> None:
+    where = f"{source}: config field generator.synthesis"
+    if not isinstance(s.architecture, str) or s.architecture not in ARCHITECTURES:
+        raise CheckpointError(f"{where}.architecture = {str(s.architecture)[:40]!r}: only "
+                              f"{', '.join(ARCHITECTURES)} is supported")
+    taps = s.resample_filter
+    if not isinstance(taps, list) or not 1 <= len(taps) <= 16 or not all(
+            isinstance(t, int) and not isinstance(t, bool) and 0 <= t <= 1000 for t in taps) or sum(taps) == 0:
+        raise CheckpointError(f"{where}.resample_filter must be a list of 1..16 small non-negative integers "
+                              f"(e.g. [1, 3, 3, 1]), not {str(taps)[:40]}")
+
+
+def _check_field_values(to_check: list[tuple[str, Any, dict[str, tuple[str, float, float]]]], source: str) -> None:
     for where, obj, fields in to_check:
         for name, (kind, lo, hi) in fields.items():
             value = getattr(obj, name)
@@ -217,7 +281,36 @@ def check_generator_config(cfg: GeneratorConfig, source: str = "checkpoint") -> 
             if isinstance(value, (np.integer, np.floating, np.bool_)):
                 value = value.item()
             _check_value(value, kind, lo, hi, f"{where}.{name}", source)
-    s = cfg.synthesis
+
+
+def check_generator_config(cfg: AnyConfig, source: str = "checkpoint") -> None:
+    """Ranges and cross-field rules of a generator config object (from JSON, or derived from an official file)."""
+    if not isinstance(cfg, (GeneratorConfig, StyleGAN3Config, StyleGAN2Config)):
+        raise CheckpointError(f"{source}: not a generator configuration")
+    if cfg.family == "stylegan2":
+        _check_field_values([("generator.mapping", cfg.mapping, _SG2_MAPPING_FIELDS),
+                             ("generator.synthesis", cfg.synthesis, _SG2_SYNTHESIS_FIELDS)], source)
+        _check_sg2_synthesis(cfg.synthesis, source)
+        return
+    if cfg.family == "stylegan3":
+        if cfg.synthesis.stages:
+            raise CheckpointError(f"{source}: a StyleGAN3 generator has no growth stages")
+        _check_field_values([("generator.mapping", cfg.mapping, _SG2_MAPPING_FIELDS),
+                             ("generator.synthesis", cfg.synthesis, _SYNTHESIS_FIELDS)], source)
+        _check_synthesis_rules(cfg.synthesis, source)
+        return
+    to_check = [("generator.mapping", cfg.mapping, _MAPPING_FIELDS), ("generator.synthesis", cfg.synthesis,
+                                                                      _SYNTHESIS_FIELDS)]
+    if len(cfg.synthesis.stages) > MAX_STAGES:
+        raise CheckpointError(f"{source}: {len(cfg.synthesis.stages)} growth stages; at most {MAX_STAGES} are "
+                              "supported")
+    to_check += [(f"generator.synthesis.stages[{i}]", st, _STAGE_FIELDS) for i, st in enumerate(cfg.synthesis.stages)]
+    _check_field_values(to_check, source)
+    _check_synthesis_rules(cfg.synthesis, source)
+
+
+def _check_synthesis_rules(s: SynthesisConfig, source: str) -> None:
+    """Cross-field rules of the StyleGAN3-style synthesis (StyleGAN-XL and StyleGAN3)."""
     if s.num_critical >= s.num_layers:
         raise CheckpointError(f"{source}: config field generator.synthesis.num_critical ({s.num_critical}) must be "
                               f"smaller than num_layers ({s.num_layers})")
@@ -269,8 +362,12 @@ def _layer_plan(cfg: GeneratorConfig, source: str):
     return input_spec, specs
 
 
-def expected_state_shapes(cfg: GeneratorConfig, source: str = "checkpoint") -> dict[str, tuple[int, ...]]:
-    """Name -> shape of every tensor in `Generator(cfg).state_dict()`, computed without building it."""
+def expected_state_shapes(cfg: AnyConfig, source: str = "checkpoint") -> dict[str, tuple[int, ...]]:
+    """Name -> shape of every tensor in the generator's `state_dict()`, computed without building it."""
+    if cfg.family == "stylegan2":
+        return {**_sg2_mapping_shapes(cfg.mapping), **_sg2_synthesis_shapes(cfg.synthesis, cfg.mapping.w_dim)}
+    if cfg.family == "stylegan3":
+        return {**_sg2_mapping_shapes(cfg.mapping), **_synthesis_shapes(cfg, source)}
     m = cfg.mapping
     shapes: dict[str, tuple[int, ...]] = {}
     conditional = m.c_dim > 0
@@ -283,7 +380,13 @@ def expected_state_shapes(cfg: GeneratorConfig, source: str = "checkpoint") -> d
         shapes[f"mapping.fc{i}.weight"] = (features[i + 1], features[i])
         shapes[f"mapping.fc{i}.bias"] = (features[i + 1],)
     shapes["mapping.w_avg"] = (m.c_dim, m.w_dim) if conditional else (m.w_dim,)
+    return {**shapes, **_synthesis_shapes(cfg, source)}
 
+
+def _synthesis_shapes(cfg: GeneratorConfig | StyleGAN3Config, source: str) -> dict[str, tuple[int, ...]]:
+    """The StyleGAN3-style synthesis (StyleGAN-XL's and StyleGAN3's): Fourier input + the layer plan."""
+    m = cfg.mapping
+    shapes: dict[str, tuple[int, ...]] = {}
     input_spec, specs = _layer_plan(cfg, source)
     c = input_spec.channels
     shapes.update({
@@ -301,10 +404,52 @@ def expected_state_shapes(cfg: GeneratorConfig, source: str = "checkpoint") -> d
     return shapes
 
 
-def model_size(cfg: GeneratorConfig, source: str = "checkpoint") -> ModelSize:
-    """Parameters and peak per-image activation memory of `Generator(cfg)`, from the config alone."""
+def _sg2_mapping_shapes(m: StyleGAN2MappingConfig) -> dict[str, tuple[int, ...]]:
+    embed = m.w_dim if m.embed_features is None else m.embed_features
+    hidden = m.w_dim if m.layer_features is None else m.layer_features
+    shapes: dict[str, tuple[int, ...]] = {}
+    if m.c_dim > 0:
+        shapes["mapping.embed.weight"] = (embed, m.c_dim)
+        shapes["mapping.embed.bias"] = (embed,)
+    features = [m.z_dim + (embed if m.c_dim > 0 else 0)] + [hidden] * (m.num_layers - 1) + [m.w_dim]
+    for i in range(m.num_layers):
+        shapes[f"mapping.fc{i}.weight"] = (features[i + 1], features[i])
+        shapes[f"mapping.fc{i}.bias"] = (features[i + 1],)
+    shapes["mapping.w_avg"] = (m.w_dim,)
+    return shapes
+
+
+def _sg2_synthesis_shapes(s: StyleGAN2SynthesisConfig, w_dim: int) -> dict[str, tuple[int, ...]]:
+    shapes: dict[str, tuple[int, ...]] = {}
+    for r in s.block_resolutions:
+        p, out = f"synthesis.b{r}.", s.channels(r)
+        if r == 4:
+            shapes[p + "const"] = (out, r, r)
+            convs = [("conv1", out)]
+        else:
+            convs = [("conv0", s.channels(r // 2)), ("conv1", out)]
+        for name, inn in convs:
+            shapes.update({f"{p}{name}.affine.weight": (inn, w_dim), f"{p}{name}.affine.bias": (inn,),
+                           f"{p}{name}.weight": (out, inn, 3, 3), f"{p}{name}.bias": (out,)})
+            if s.use_noise:
+                shapes.update({f"{p}{name}.noise_const": (r, r), f"{p}{name}.noise_strength": ()})
+        shapes.update({p + "torgb.affine.weight": (out, w_dim), p + "torgb.affine.bias": (out,),
+                       p + "torgb.weight": (s.img_channels, out, 1, 1), p + "torgb.bias": (s.img_channels,)})
+    return shapes
+
+
+def model_size(cfg: AnyConfig, source: str = "checkpoint") -> ModelSize:
+    """Parameters and peak per-image activation memory of the generator `cfg` builds, from the config alone."""
     shapes = expected_state_shapes(cfg, source)
     params = sum(math.prod(s) for s in shapes.values())
+    if cfg.family == "stylegan2":
+        s = cfg.synthesis
+        # Per block: its input, the transposed-conv output before the FIR filter, the conv1 output and the image.
+        peak = max(s.channels(r // 2) * (r // 2) ** 2 + 3 * s.channels(r) * (r + 2) ** 2 + 2 * s.img_channels * r * r
+                   for r in s.block_resolutions)
+        num_layers = 2 * len(s.block_resolutions) - 1 + len(s.block_resolutions)  # convs + ToRGBs
+        return ModelSize(params=params, activation_bytes=4 * peak, num_layers=num_layers,
+                         resolution=s.img_resolution)
     input_spec, specs = _layer_plan(cfg, source)
     syn = cfg.synthesis
     peak = input_spec.channels * input_spec.size**2
@@ -322,7 +467,7 @@ def model_size(cfg: GeneratorConfig, source: str = "checkpoint") -> ModelSize:
     return ModelSize(params=params, activation_bytes=4 * peak, num_layers=len(specs), resolution=syn.img_resolution)
 
 
-def check_model_size(cfg: GeneratorConfig, source: str = "checkpoint", allow_large: bool | None = None) -> ModelSize:
+def check_model_size(cfg: AnyConfig, source: str = "checkpoint", allow_large: bool | None = None) -> ModelSize:
     """`model_size(cfg)`, refused with the numbers when above `LIMITS` unless large models are allowed."""
     size = model_size(cfg, source)
     if large_models_allowed(allow_large):
@@ -406,16 +551,18 @@ def check_tensor_values(tensors: Mapping[str, torch.Tensor], source: str = "chec
                                   "training run diverged: use an earlier snapshot")
 
 
-def validate_generator(cfg: GeneratorConfig | dict, tensors: Mapping[str, torch.Tensor] | None = None,
+def validate_generator(cfg: AnyConfig | dict, tensors: Mapping[str, torch.Tensor] | None = None,
                        source: str = "checkpoint", check_shapes: bool = True,
-                       allow_large: bool | None = None) -> GeneratorConfig:
-    """The gate before `Generator(cfg)`: config fields, size limits and (given tensors) their values.
+                       allow_large: bool | None = None, family: str = "stylegan-xl") -> AnyConfig:
+    """The gate before building a generator: config fields, size limits and (given tensors) their values.
 
-    `cfg` may be the JSON object of a `.sgxl` file or a `GeneratorConfig` (the official importer's). With
-    `check_shapes`, `tensors` must be exactly the generator's state (names and shapes); without, only
-    dtypes and finiteness are checked (the official importer maps names and shapes itself).
+    `cfg` may be the JSON object of a `.sgxl` file (of `family`) or a config object (the official importer's,
+    which names its own family). With `check_shapes`, `tensors` must be exactly the generator's state
+    (names and shapes); without, only dtypes and finiteness are checked (the official importer maps names
+    and shapes itself).
     """
-    cfg = cfg if isinstance(cfg, GeneratorConfig) else generator_config_from_dict(cfg, source)
+    if not isinstance(cfg, (GeneratorConfig, StyleGAN3Config, StyleGAN2Config)):
+        cfg = generator_config_from_dict(cfg, source, family)  # a JSON value: an object, or one clear error
     check_generator_config(cfg, source)
     check_model_size(cfg, source, allow_large)
     if tensors is not None:
@@ -463,7 +610,7 @@ def read_zip_member(zf: zipfile.ZipFile, name: str, cap: int, source: str = "che
     return bytes(out)
 
 
-def safetensors_cap(cfg: GeneratorConfig, source: str = "checkpoint") -> int:
+def safetensors_cap(cfg: AnyConfig, source: str = "checkpoint") -> int:
     """Largest `model.safetensors` a checkpoint of `cfg` can need: the generator and a training snapshot's
     extras (G_train and its Adam moments = 4x G, plus D with its moments), with float64 headroom."""
     return 2 * 5 * model_size(cfg, source).param_bytes + TRAINING_STATE_ALLOWANCE + MAX_SAFETENSORS_HEADER
@@ -522,7 +669,7 @@ def check_safetensors_header(blob: bytes | memoryview, source: str = "checkpoint
     return out
 
 
-def check_generator_header(infos: Mapping[str, TensorInfo], cfg: GeneratorConfig, source: str = "checkpoint",
+def check_generator_header(infos: Mapping[str, TensorInfo], cfg: AnyConfig, source: str = "checkpoint",
                            groups: tuple[str, ...] = ("G", "G_train")) -> None:
     """Before loading: each generator group in the file has exactly the names, shapes and float dtypes `cfg` builds."""
     expected = expected_state_shapes(cfg, source)

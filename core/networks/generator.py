@@ -10,16 +10,19 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import torch
 from torch import nn
 
+from core.networks.family import GeneratorTraits
 from core.networks.mapping import ClassInput, MappingConfig, MappingNetwork
 from core.networks.synthesis import GrowthStage, SynthesisConfig, SynthesisNetwork
 
 
 @dataclass
 class GeneratorConfig:
+    family: ClassVar[str] = "stylegan-xl"
     mapping: MappingConfig = field(default_factory=MappingConfig)
     synthesis: SynthesisConfig = field(default_factory=SynthesisConfig)
 
@@ -30,8 +33,16 @@ class GeneratorConfig:
     def from_dict(cls, d: dict) -> GeneratorConfig:
         return cls(mapping=MappingConfig(**d["mapping"]), synthesis=SynthesisConfig.from_dict(d["synthesis"]))
 
+    def describe(self) -> list[str]:
+        """Architecture facts for `sgxl info` (one line each)."""
+        s = self.synthesis
+        return [f"StyleGAN-XL: stem {s.stem_resolution}² with {s.num_layers} layers, {len(s.stages)} growth stages",
+                f"channels base {s.channel_base}, max {s.channel_max}"]
+
 
 class Generator(nn.Module):
+    family = "stylegan-xl"
+
     def __init__(self, cfg: GeneratorConfig) -> None:
         super().__init__()
         self.cfg = cfg
@@ -55,9 +66,22 @@ class Generator(nn.Module):
         truncation_cutoff: int | None = None,
         update_emas: bool = False,
         transform: torch.Tensor | None = None,
+        noise_mode: str = "const",
+        noise_seed: int = 0,
     ) -> torch.Tensor:
         ws = self.mapping(z, c, psi=psi, truncation_cutoff=truncation_cutoff, update_emas=update_emas)
-        return self.synthesis(ws, transform=transform, update_emas=update_emas)  # [B, 3, R, R]
+        return self.synthesis(ws, transform=transform, update_emas=update_emas)  # [B, 3, R, R] (no noise inputs)
+
+    @property
+    def traits(self) -> GeneratorTraits:
+        info = self.synthesis.layer_info()
+        return GeneratorTraits(
+            family=self.family, label="StyleGAN-XL", has_noise=False, has_input_transform=True,
+            per_class_w_avg=True, trainable=True, ws_labels=tuple(self.synthesis.ws_labels()),
+            layer_names=tuple(n for n, _ in info), layer_channels=tuple(c for _, c in info))
+
+    def parameter_counts(self) -> dict[str, int]:
+        return count_parameters(self)
 
     def head_layer_names(self) -> list[str]:
         """Layers added by the latest growth stage (all layers for a stem)."""

@@ -35,6 +35,24 @@ class MappingConfig:
 ClassInput = torch.Tensor | None  # LongTensor [B] of indices, or float [B, c_dim] class weights
 
 
+def class_weights(c: ClassInput, c_dim: int, batch: int, device: torch.device | str) -> torch.Tensor | None:
+    """Class input as float weights [B, c_dim] (one-hot for indices); None when unconditional (c_dim 0)."""
+    if c_dim == 0:
+        return None
+    if c is None:
+        raise ValueError("this generator is class-conditional: pass class indices or class weights")
+    c = c.to(device)
+    if c.dtype in (torch.int64, torch.int32):
+        if c.ndim != 1 or c.shape[0] != batch:
+            raise ValueError(f"class indices must have shape [{batch}], got {tuple(c.shape)}")
+        if int(c.min()) < 0 or int(c.max()) >= c_dim:
+            raise ValueError(f"class index out of range 0..{c_dim - 1}")
+        return torch.nn.functional.one_hot(c, c_dim).to(torch.float32)
+    if c.shape != (batch, c_dim):
+        raise ValueError(f"class weights must have shape [{batch}, {c_dim}], got {tuple(c.shape)}")
+    return c.to(torch.float32)
+
+
 class MappingNetwork(nn.Module):
     def __init__(self, cfg: MappingConfig, num_ws: int) -> None:
         super().__init__()
@@ -55,20 +73,7 @@ class MappingNetwork(nn.Module):
 
     def class_weights(self, c: ClassInput, batch: int, device: torch.device) -> torch.Tensor | None:
         """Class input as float weights [B, c_dim] (one-hot for indices); None when unconditional."""
-        if self.cfg.c_dim == 0:
-            return None
-        if c is None:
-            raise ValueError("this generator is class-conditional: pass class indices or class weights")
-        c = c.to(device)
-        if c.dtype in (torch.int64, torch.int32):
-            if c.ndim != 1 or c.shape[0] != batch:
-                raise ValueError(f"class indices must have shape [{batch}], got {tuple(c.shape)}")
-            if int(c.min()) < 0 or int(c.max()) >= self.cfg.c_dim:
-                raise ValueError(f"class index out of range 0..{self.cfg.c_dim - 1}")
-            return torch.nn.functional.one_hot(c, self.cfg.c_dim).to(torch.float32)
-        if c.shape != (batch, self.cfg.c_dim):
-            raise ValueError(f"class weights must have shape [{batch}, {self.cfg.c_dim}], got {tuple(c.shape)}")
-        return c.to(torch.float32)
+        return class_weights(c, self.cfg.c_dim, batch, device)
 
     def class_embedding(self, c_weights: torch.Tensor) -> torch.Tensor:
         """[B, c_dim] weights -> [B, embed_dim]. One-hot rows select a row exactly; blends mix rows."""
@@ -79,6 +84,10 @@ class MappingNetwork(nn.Module):
         if c_weights is None:
             return self.w_avg.unsqueeze(0)
         return c_weights @ self.w_avg
+
+    def mean_w(self, class_idx: int | None) -> torch.Tensor:
+        """[w_dim]: the truncation centre of one class (the global w_avg when unconditional)."""
+        return self.w_avg if class_idx is None or self.cfg.c_dim == 0 else self.w_avg[class_idx]
 
     def forward(
         self,

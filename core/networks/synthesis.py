@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 import kernels
+from core.networks.family import check_noise_mode
 from core.networks.layers import FullyConnectedLayer, modulated_conv2d
 
 
@@ -338,9 +339,22 @@ class SynthesisNetwork(nn.Module):
     def layers(self) -> list[SynthesisLayer]:
         return [getattr(self, name) for name in self.layer_names]
 
-    def iter_layers(self, ws: torch.Tensor, transform: torch.Tensor | None = None, update_emas: bool = False
-                    ) -> Iterator[tuple[str, torch.Tensor]]:
-        """Yield ("input", x) then (layer name, activation) for every layer; the explorer shows these."""
+    def layer_info(self) -> list[tuple[str, int]]:
+        """(name, channels) of each activation `iter_layers` yields."""
+        return [("input", self.input.spec.channels)] + [(x.spec.name, x.spec.out_channels) for x in self.layers()]
+
+    def ws_labels(self) -> list[str]:
+        """What each w drives: w0 the Fourier input's transform, then one w per layer."""
+        return ["input", *self.layer_names]
+
+    def iter_layers(self, ws: torch.Tensor, transform: torch.Tensor | None = None, update_emas: bool = False,
+                    noise_mode: str = "const", noise_seed: int = 0) -> Iterator[tuple[str, torch.Tensor]]:
+        """Yield ("input", x) then (layer name, activation) for every layer; the explorer shows these.
+
+        `noise_mode` / `noise_seed` are accepted for a uniform call across generator families: this
+        synthesis has no noise inputs (StyleGAN3 removed them), so they change nothing.
+        """
+        check_noise_mode(noise_mode)
         if ws.ndim != 3 or ws.shape[1] != self.num_ws or ws.shape[2] != self.w_dim:
             raise ValueError(f"ws must have shape [B, {self.num_ws}, {self.w_dim}], got {tuple(ws.shape)}")
         ws_list = ws.to(torch.float32).unbind(dim=1)
@@ -350,9 +364,9 @@ class SynthesisNetwork(nn.Module):
             x = getattr(self, name)(x, w, update_emas=update_emas)
             yield name, x
 
-    def forward(self, ws: torch.Tensor, transform: torch.Tensor | None = None, update_emas: bool = False
-                ) -> torch.Tensor:
-        *_, (_, x) = self.iter_layers(ws, transform, update_emas)  # the last layer's output
+    def forward(self, ws: torch.Tensor, transform: torch.Tensor | None = None, update_emas: bool = False,
+                noise_mode: str = "const", noise_seed: int = 0) -> torch.Tensor:
+        *_, (_, x) = self.iter_layers(ws, transform, update_emas, noise_mode)  # the last layer's output
         if self.cfg.output_scale != 1:
             x = x * self.cfg.output_scale
         return x.to(torch.float32)  # [B, img_channels, R, R]

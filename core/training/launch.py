@@ -160,6 +160,9 @@ def _run_training(opts: TrainOptions, device: torch.device) -> Path | None:
         class_names = resume_ckpt.class_names
     else:
         grown_from = load_checkpoint(opts.grow_from) if opts.grow_from else None
+        if grown_from is not None and not grown_from.generator.traits.trainable:
+            raise UserInputError(f"{opts.grow_from} holds a {grown_from.generator.traits.label} generator; "
+                                 "`sgxl train` trains and grows StyleGAN-XL generators only")
         class_table = find_class_embeddings(opts.class_embeddings)
         torch.manual_seed(opts.seed)  # --seed fixes the new layers' initial weights too, not only the training
         G, class_names = build_generator_for(dataset, opts.preset, grown_from, opts.head_layers, device, class_table)

@@ -48,7 +48,8 @@ def describe(info: ModelInfo) -> str:
     return (f"{Path(info.path).name or '(in memory)'}\n"
             f"resolution {info.resolution}x{info.resolution}, {classes}{named}\n"
             f"{info.num_params / 1e6:.2f} M parameters, {info.kimg:g} kimg\n"
-            f"{info.num_ws} ws x {info.w_dim}, {len(info.layer_names) - 1} synthesis layers\n"
+            f"{info.label}: {info.num_ws} ws x {info.w_dim}, {len(info.layer_names)} layer views"
+            f"{', noise inputs' if info.has_noise else ''}\n"
             f"device {info.device}")
 
 

@@ -72,6 +72,8 @@ class ClassPanel(Panel):
 
     def on_model(self, info: ModelInfo) -> None:
         conditional = info.c_dim > 0
+        if dpg.does_item_exist(f"{self.key}.header"):
+            dpg.configure_item(f"{self.key}.header", show=conditional)  # unconditional: no class panel at all
         dpg.configure_item(self.tag("none"), show=not conditional)
         dpg.set_value(self.tag("none"), "" if conditional else "This model is unconditional: no classes.")
         for name in ("filter", "list", "grid", "b", "t"):

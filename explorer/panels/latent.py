@@ -68,8 +68,13 @@ class LatentPanel(Panel):
                              min_value=PSI_RANGE[0], max_value=PSI_RANGE[1], width=SLIDER_W, format="%.2f",
                              callback=self._on_psi)
         dpg.add_text("psi pulls w toward the chosen class's mean w (per-class w_avg).", color=(150, 150, 150),
-                     wrap=380)
+                     wrap=380, tag=self.tag("psi_note"))
         self._draw_pad()
+
+    def on_model(self, info) -> None:
+        per_class = info.traits is None or info.traits.per_class_w_avg
+        dpg.set_value(self.tag("psi_note"), "psi pulls w toward the chosen class's mean w (per-class w_avg)."
+                      if per_class else "psi pulls w toward the model's mean w (one w_avg for all classes).")
 
     # ------------------------------------------------------------------ callbacks (all on the main thread)
 

@@ -1,8 +1,9 @@
 """Style mixing: a second seed (and class) whose w replaces the main w at the checked layers.
 
-Each synthesis layer reads its own w (ws[:, i]; index 0 drives the Fourier input), so choosing
-which indices come from the second latent mixes coarse (early) or fine (late) styles
-(`core.sampling.style_mix`).
+Each synthesis layer reads its own w (ws[:, i]; in StyleGAN-XL/3 index 0 drives the Fourier input, in
+StyleGAN2 a block's ToRGB shares its w with the next block's first conv), so choosing which indices come
+from the second latent mixes coarse (early) or fine (late) styles (`core.sampling.style_mix`). The
+checkbox labels are the model's `ws_labels`.
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ class StyleMixPanel(Panel):
 
     def on_model(self, info: ModelInfo) -> None:
         dpg.delete_item(self.tag("layers"), children_only=True)
-        for i, name in enumerate(info.layer_names):
+        for i, name in enumerate(info.ws_labels):
             dpg.add_checkbox(label=f"w{i}  {name}", tag=self.tag(f"layer.{i}"), parent=self.tag("layers"),
                              default_value=i in self.state.mix_layers, user_data=i, callback=self._on_layer)
         items = [SAME_CLASS] + [f"{i}: {info.class_name(i)}" for i in range(info.c_dim)]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dearpygui.dearpygui as dpg
 
 from explorer.panels.base import Panel
+from explorer.renderer import ModelInfo
 
 
 class TransformPanel(Panel):
@@ -27,6 +28,11 @@ class TransformPanel(Panel):
                              min_value=-180.0, max_value=180.0, width=220, format="%.1f",
                              callback=self._on_rotate)
         dpg.add_button(label="Reset transform", tag=self.tag("reset"), callback=self._on_reset)
+
+    def on_model(self, info: ModelInfo) -> None:
+        # StyleGAN2 starts from a learned constant: there is no input grid to move, so the panel hides.
+        if dpg.does_item_exist(f"{self.key}.header"):
+            dpg.configure_item(f"{self.key}.header", show=info.has_input_transform)
 
     def _on_translate(self, sender, value, user_data=None) -> None:
         self.state.translate = (float(dpg.get_value(self.tag("tx"))), float(dpg.get_value(self.tag("ty"))))

@@ -4,13 +4,14 @@ The parts, each in its own module:
 - `unpickler`: the restricted `pickle.Unpickler` (allow-list, inert records and stubs), `read_official_pickle`.
 - `tensors`: tensors, legacy storages and numpy values rebuilt from data, every view bounds-checked.
 - `records`: the generator's persistent-module records walked to flat official names (`OfficialGenerator`).
-- one module per network family (`stylegan_xl`) mapping official names and attributes to our configuration
-  and state dict, and verifying the architecture.
+- one module per network family (`stylegan_xl`, `stylegan3`, `stylegan2` for StyleGAN2 and 2-ADA) mapping
+  official names and attributes to our configuration and state dict, and verifying the architecture.
 
-A family module provides `KINDS` (class name -> description), `unsupported_reason(og)`,
-`official_to_config(og)`, `build_generator(cfg)`, `verify_generator(G, og)`,
-`official_state_dict(og, cfg)` (tensors under our names) and `describe_lines(og, cfg)`;
-`family_of(og)` picks the module that matches the generator in the file.
+A family module provides `KINDS` (class name -> description), `label(og)` (what to call the file's
+generator), `unsupported_reason(og)`, `official_to_config(og)`, `build_generator(cfg)`,
+`verify_generator(G, og)`, `official_state_dict(og, cfg)` (tensors under our names) and
+`describe_lines(og, cfg)`; `family_of(og)` picks the module that matches the generator in the file
+(StyleGAN2 and StyleGAN3 by their `matches(og)`, StyleGAN-XL otherwise).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from torch import nn
 
 from core.errors import CheckpointError
 from core.io.loaded import Checkpoint
-from core.io.official import stylegan_xl
+from core.io.official import stylegan2, stylegan3, stylegan_xl
 from core.io.official.machine import MAX_DEPTH, TooDeep
 from core.io.official.records import (
     OfficialGenerator,
@@ -46,6 +47,9 @@ __all__ = [
 
 def family_of(og: OfficialGenerator) -> tuple[ModuleType, str | None]:
     """The family module whose names `og` uses, and why it cannot be converted (None: it can)."""
+    for family in (stylegan2, stylegan3):
+        if family.matches(og):
+            return family, family.unsupported_reason(og)
     return stylegan_xl, stylegan_xl.unsupported_reason(og)
 
 
@@ -130,7 +134,8 @@ def _trained_kimg(data: dict) -> float | None:
 
 
 def _snapshot_meta(data: dict, og: OfficialGenerator, path: Path) -> dict:
-    meta: dict[str, Any] = {"source": "official StyleGAN-XL snapshot", "source_file": path.name,
+    family, _ = family_of(og)
+    meta: dict[str, Any] = {"source": f"official {family.label(og)} snapshot", "source_file": path.name,
                             "official_class": og.class_name, "official_key": og.attributes.get("_snapshot_key")}
     kimg = _trained_kimg(data)
     if kimg is not None:
@@ -170,7 +175,9 @@ def describe_official(path: str | Path) -> str:
     lines.append(f"latents          z {a.get('z_dim')}, w {a.get('w_dim')}, num_ws {a.get('num_ws')}")
     lines.append(f"classes          {a.get('c_dim')}")
     layer_names = a.get("synthesis.layer_names")
-    layer_names = [str(n) for n in layer_names] if isinstance(layer_names, list) else []
+    blocks = a.get("synthesis.block_resolutions")  # StyleGAN2 has blocks b4, b8, ... instead of layer names
+    layer_names = ([str(n) for n in layer_names] if isinstance(layer_names, list)
+                   else [f"b{r}" for r in blocks] if isinstance(blocks, list) else [])
     lines.append(f"layers           {len(layer_names)}: {', '.join(layer_names)}")
     n_params = sum(t.numel() for k, t in og.tensors.items() if k in og.parameter_names)
     n_mapping = sum(t.numel() for k, t in og.tensors.items() if k in og.parameter_names and k.startswith("mapping."))

@@ -366,6 +366,10 @@ def _verify_filters(G: Generator, og: OfficialGenerator) -> None:
 KINDS = {"Generator": "StyleGAN-XL stem generator", "SuperresGenerator": "StyleGAN-XL progressive stage"}
 
 
+def label(og: OfficialGenerator) -> str:
+    return FAMILY
+
+
 def build_generator(cfg: GeneratorConfig) -> Generator:
     return Generator(cfg)
 
