@@ -95,7 +95,10 @@ section env 30 0 bash -c "nvidia-smi || true; $PY -m bench.device_summary env"
 section warmup 120 1 "$PY" -m bench.triton_warmup --workers 10 \
   --models imagenet:256:float32+float16+bfloat16,imagenet:1024:float16,tiny:64:float32+float16+bfloat16
 
-section pytest_cuda 90 1 "$PY" -m pytest -q -rA -p no:cacheprovider -m cuda tests/test_kernels_triton.py
+# Converted official fixtures + their expected outputs travel in .devk/ when present (see the test's docstring).
+export SGXL_CUDA_FIXTURES="$REPO/.devk"
+section pytest_cuda 120 1 "$PY" -m pytest -q -rA -p no:cacheprovider -m cuda tests/test_kernels_triton.py \
+  tests/test_cuda_official_outputs.py tests/test_renderer.py
 
 if [[ -n $BUILD_PID ]]; then
   wait "$BUILD_PID"

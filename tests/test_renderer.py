@@ -273,6 +273,7 @@ def test_input_transform_matrix() -> None:
     assert torch.allclose(fwd[:2, :2], torch.tensor([[0.0, 1.0], [-1.0, 0.0]]), atol=1e-6)
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_cuda_frame_path_matches_cpu(G) -> None:
     r = Renderer("cuda", threaded=False)
