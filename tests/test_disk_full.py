@@ -140,11 +140,11 @@ def test_dataset_conversion_on_a_full_disk(tmp_path: Path, monkeypatch, dest_nam
 
 def test_emoji_dataset_writer_cleans_up_on_a_full_disk(tmp_path: Path, monkeypatch) -> None:
     """The emoji builder shares the dataset writer: its temporary zip goes too."""
-    from core.data.dataset_tool import _Writer
+    from core.data.writer import DatasetWriter
 
     disk = FullDisk(room=10)
     monkeypatch.setattr(files, "open_temp", disk)
-    writer = _Writer(tmp_path / "emoji.zip")
+    writer = DatasetWriter(tmp_path / "emoji.zip")
     with pytest.raises(DiskFullError):
         writer.write("00000/img00000000.png", b"x" * 100)
     writer.abort()
