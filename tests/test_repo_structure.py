@@ -1,14 +1,16 @@
-"""The repository's shape: no runtime import cycles, layers that point one way.
+"""The repository's shape: no runtime import cycles, layers that point one way, a map that names every module,
+no references to files users do not have.
 
-Read from the source with `ast` (nothing is imported). An import counts when it runs: at module level or inside a
-function (a lazy import still closes a cycle the moment it runs); imports under `if TYPE_CHECKING:` are for the type
-checker only and do not count. `from P import name` is an import of the module `P.name` when that is a module of
-the project, else of `P`.
+Imports are read from the source with `ast` (nothing is imported). An import counts when it runs: at module level
+or inside a function (a lazy import still closes a cycle the moment it runs); imports under `if TYPE_CHECKING:` are
+for the type checker only and do not count. `from P import name` is an import of the module `P.name` when that is a
+module of the project, else of `P`.
 """
 
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 from tests.helpers import REPO
@@ -147,3 +149,47 @@ def test_layers_point_one_way() -> None:
            for imp in sorted(runtime_imports(path.read_text(encoding="utf-8"), set(modules)))
            if imp.split(".")[0] in ("dearpygui", "OpenGL")]
     assert not gui, f"core/kernels modules importing the GUI toolkit: {gui}"
+
+
+# ----------------------------------------------------------------------------- the documentation
+
+ARCHITECTURE = REPO / "docs" / "ARCHITECTURE.md"
+DOCS = (ARCHITECTURE, REPO / "docs" / "PAPER.md", REPO / "CONTRIBUTING.md", REPO / "README.md")
+# A file path of the repository as the docs write it: `core/io/checkpoint.py`, `assets/MODEL_CARD.md`.
+PATH_IN_DOC = re.compile(r"\b(?:core|kernels|explorer|bench|tests|assets|docs)/[\w./-]*\.[a-z]+\b")
+
+
+def test_architecture_names_every_module() -> None:
+    """docs/ARCHITECTURE.md answers "where is X" for every module: each file is named by its path."""
+    text = ARCHITECTURE.read_text(encoding="utf-8")
+    paths = [path.relative_to(REPO).as_posix() for path in project_modules().values()]
+    missing = [p for p in paths if f"`{p}`" not in text]
+    assert not missing, "docs/ARCHITECTURE.md does not name these modules (add a line to its module map):\n" + \
+        "\n".join(missing)
+
+
+def test_paths_in_the_docs_exist() -> None:
+    """Every repository path a doc names exists, so a renamed or deleted file cannot leave the docs behind."""
+    stale = []
+    for doc in DOCS:
+        for match in PATH_IN_DOC.finditer(doc.read_text(encoding="utf-8")):
+            path = match.group(0)
+            if not (REPO / path).exists():
+                stale.append(f"{doc.relative_to(REPO)}: {path}")
+    assert not stale, "paths named in the docs that do not exist:\n" + "\n".join(stale)
+
+
+def test_code_and_docs_reference_nothing_outside_the_repository() -> None:
+    """Users have the repository only: no code or doc may send them to a design file or a folder beside it.
+    (Tests may read optional fixtures from beside the checkout; they skip without them.)"""
+    pattern = re.compile(r"DESIGN\.md|\.\./shared|EXPLORER_NOTES\.md|OFFICIAL_FORMAT\.md")
+    found = []
+    for path in sorted(REPO.rglob("*")):
+        rel = path.relative_to(REPO)
+        if (not path.is_file() or path.suffix not in (".py", ".md", ".sh", ".toml") or rel.parts[0] == "tests"
+                or any(part.startswith(".") for part in rel.parts)):
+            continue
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            if pattern.search(line):
+                found.append(f"{rel}:{number}: {line.strip()}")
+    assert not found, "references to files outside the repository:\n" + "\n".join(found)
