@@ -89,7 +89,7 @@ def test_checkpoint_write_on_a_full_disk(tmp_path: Path, monkeypatch) -> None:
 def test_orphan_temp_files_of_dead_writers_are_removed_by_the_next_write(tmp_path: Path) -> None:
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
-    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(3600)"])  # killed below
     try:
         orphan = tmp_path / f".snapshot-000001000.sgxl.{dead.pid}.tmp.sgxl"  # kill -9 during a snapshot write
         orphan.write_bytes(b"half a checkpoint")
