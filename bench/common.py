@@ -78,3 +78,18 @@ def write_json(name: str, payload: dict) -> Path:
     path = folder / f"{name}.json"
     path.write_text(json.dumps(payload, indent=2))
     return path
+
+
+def start_xvfb() -> tuple[subprocess.Popen, str]:
+    """A private Xvfb server on the first free display number from :150 (the GUI benchmarks' own screen)."""
+    for n in range(150, 250):
+        if not Path(f"/tmp/.X11-unix/X{n}").exists() and not Path(f"/tmp/.X{n}-lock").exists():
+            break
+    proc = subprocess.Popen(["Xvfb", f":{n}", "-screen", "0", "1600x1000x24", "-nolisten", "tcp"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 10
+    while not Path(f"/tmp/.X11-unix/X{n}").exists():
+        if time.time() > deadline:
+            raise RuntimeError("Xvfb did not start")
+        time.sleep(0.05)
+    return proc, f":{n}"

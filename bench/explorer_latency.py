@@ -34,7 +34,7 @@ from pathlib import Path
 
 import torch
 
-from bench.common import environment, print_table, write_json
+from bench.common import environment, print_table, start_xvfb, write_json
 from core.io.checkpoint import save_checkpoint
 from core.networks.generator import Generator
 from core.networks.presets import preset_config
@@ -43,20 +43,6 @@ REPO = Path(__file__).resolve().parents[1]
 # How often the state file is re-read. The times come from the app's own clock, so this only sets how soon
 # the next step starts; polling every 2 ms (as before) cost the 2-core machine CPU the app's renderer needed.
 POLL_S = 0.01
-
-
-def start_xvfb() -> tuple[subprocess.Popen, str]:
-    for n in range(150, 250):
-        if not Path(f"/tmp/.X11-unix/X{n}").exists() and not Path(f"/tmp/.X{n}-lock").exists():
-            break
-    proc = subprocess.Popen(["Xvfb", f":{n}", "-screen", "0", "1600x1000x24", "-nolisten", "tcp"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 10
-    while not Path(f"/tmp/.X11-unix/X{n}").exists():
-        if time.time() > deadline:
-            raise RuntimeError("Xvfb did not start")
-        time.sleep(0.05)
-    return proc, f":{n}"
 
 
 def read_state(path: Path) -> dict | None:

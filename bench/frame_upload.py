@@ -30,8 +30,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from bench.common import environment, print_table, write_json
-from bench.explorer_latency import start_xvfb
+from bench.common import environment, print_table, start_xvfb, write_json
 
 REPO = Path(__file__).resolve().parents[1]
 

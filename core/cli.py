@@ -1,4 +1,4 @@
-"""`sgxl`: the command-line entry point, one subcommand per verb (DESIGN.md §1).
+"""`sgxl`: the command-line entry point, one subcommand per verb (README.md "Commands" lists them).
 
 Every verb calls the same `core` API the explorer and the tests use. Errors the user can fix are
 printed as one line (`error: ...`) with exit code 2; nothing prints a traceback for bad input.

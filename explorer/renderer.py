@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from core.errors import SGXLError, UserInputError
-from core.networks.family import NOISE_MODES, GeneratorTraits
+from core.networks.traits import NOISE_MODES, GeneratorTraits
 from core.sampling import style_mix, to_uint8, truncate, ws_from_seeds, z_from_seed
 
 MAX_SEED = 2**32 - 1  # np.random.RandomState accepts 0 .. 2**32 - 1

@@ -218,7 +218,7 @@ class TrainProcess:
         env.setdefault("PYTHONUNBUFFERED", "1")
         if request.device != "cuda" and "OMP_NUM_THREADS" not in env:
             # Leave a core to the UI: with every core busy, torch's OpenMP threads stall at each op's barrier
-            # whenever the UI preempts one of them (EXPLORER_NOTES.md), which costs more than the core.
+            # whenever the UI preempts one of them (measured: see Explorer.__init__), which costs more than the core.
             env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 2) - 1))
         cmd = train_command(request)
         with open(run_dir / STDOUT_FILE, "ab") as out, open(run_dir / STDERR_FILE, "wb") as err:

@@ -89,7 +89,7 @@ def test_checkpoint_write_on_a_full_disk(tmp_path: Path, monkeypatch) -> None:
 def test_orphan_temp_files_of_dead_writers_are_removed_by_the_next_write(tmp_path: Path) -> None:
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
-    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(3600)"])  # killed below
     try:
         orphan = tmp_path / f".snapshot-000001000.sgxl.{dead.pid}.tmp.sgxl"  # kill -9 during a snapshot write
         orphan.write_bytes(b"half a checkpoint")
@@ -140,11 +140,11 @@ def test_dataset_conversion_on_a_full_disk(tmp_path: Path, monkeypatch, dest_nam
 
 def test_emoji_dataset_writer_cleans_up_on_a_full_disk(tmp_path: Path, monkeypatch) -> None:
     """The emoji builder shares the dataset writer: its temporary zip goes too."""
-    from core.data.dataset_tool import _Writer
+    from core.data.writer import DatasetWriter
 
     disk = FullDisk(room=10)
     monkeypatch.setattr(files, "open_temp", disk)
-    writer = _Writer(tmp_path / "emoji.zip")
+    writer = DatasetWriter(tmp_path / "emoji.zip")
     with pytest.raises(DiskFullError):
         writer.write("00000/img00000000.png", b"x" * 100)
     writer.abort()

@@ -26,11 +26,11 @@ def test_generator_output_shapes(res: int) -> None:
 
 
 def test_imagenet_layer_names_match_official_scheme() -> None:
-    # DESIGN.md / OFFICIAL_FORMAT.md: a 16² stem with 10 layers is L0_36_1024 ... L8_36_1024, L9_16_1024, L10_16_3.
+    # docs/PAPER.md "Progressive growing": a 16² stem with 10 layers is L0_36_1024 ... L8_36_1024, L9_16_1024, L10_16_3.
     _, specs = layer_specs(preset_config("imagenet", 16).synthesis)
     names = [s.name for s in specs]
     assert names == [f"L{i}_36_1024" for i in range(9)] + ["L9_16_1024", "L10_16_3"]
-    # Growing 16 -> 1024 ends with 41 synthesis layers (DESIGN.md §3).
+    # Growing 16 -> 1024 ends with 41 synthesis layers (docs/PAPER.md).
     _, specs = layer_specs(preset_config("imagenet", 1024).synthesis)
     assert len(specs) == 41
     assert specs[-1].name.endswith("_1024_3")

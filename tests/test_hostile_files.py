@@ -1,11 +1,12 @@
 """Hostile and broken checkpoints and datasets through the real CLI: one `error:` line, exit code 2,
-within seconds, bounded memory, nothing written.
+within seconds of CPU time, bounded memory, nothing written.
 
 Every case runs `core.cli.main(argv)` in ONE child process (torch is imported once): the child first
 loads a valid checkpoint, so its peak RSS already holds everything a normal load needs, then runs the
 cases under an address-space limit (a protection that failed must fail here, not exhaust the machine)
-and reports per case the exit code, stderr, seconds and how far its peak RSS grew. A few cases are
-also run as real `python -m core.cli` processes to check the exit code of the entry point itself.
+and reports per case the exit code, stderr, CPU seconds and how far its peak RSS grew (CPU time, not wall time:
+a loaded machine stretches wall time, but a file that makes the loader work shows up in CPU time either way).
+A few cases are also run as real `python -m core.cli` processes to check the exit code of the entry point itself.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ from tests.hostile import (
     write_sgxl,
 )
 
-MAX_SECONDS = 10.0  # per refused case (the child is warm: torch and the CLI are imported)
+MAX_CPU_SECONDS = 10.0  # per refused case (the child is warm: torch and the CLI are imported)
 MAX_RSS_GROWTH_MB = 300.0  # above the peak of loading a valid checkpoint
 
 RUNNER = r"""
@@ -60,7 +61,7 @@ resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
 results = {}
 for name, argv in cases.items():
     out, err = io.StringIO(), io.StringIO()
-    t = time.perf_counter()
+    t, cpu = time.perf_counter(), time.process_time()
     try:
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
             rc = main(argv)
@@ -68,7 +69,7 @@ for name, argv in cases.items():
         rc = "exception"
         err.write(traceback.format_exc())
     results[name] = {"rc": rc, "stdout": out.getvalue(), "stderr": err.getvalue(),
-                     "seconds": time.perf_counter() - t,
+                     "seconds": time.perf_counter() - t, "cpu_seconds": time.process_time() - cpu,
                      "rss_growth_mb": (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) / 1024}
 print("RESULTS " + json.dumps(results))
 """
@@ -307,7 +308,7 @@ def test_hostile_file_is_one_clear_error(name: str, cases: dict, results: dict) 
     assert "Traceback" not in r["stderr"]
     for word in case["words"]:
         assert word in lines[0], (word, lines[0])
-    assert r["seconds"] < MAX_SECONDS, r
+    assert r["cpu_seconds"] < MAX_CPU_SECONDS, r
     assert r["rss_growth_mb"] < MAX_RSS_GROWTH_MB, r
     for path in case["outputs"]:
         assert not Path(path).exists(), f"{path} was written on refusal"

@@ -22,7 +22,7 @@ import sys, time
 from core.training.lock import RunLock
 with RunLock(sys.argv[1]):
     print("locked", flush=True)
-    time.sleep(120)
+    time.sleep(3600)  # holds the lock until the test kills it (a shorter nap could end under a slow test)
 """
 
 
@@ -75,14 +75,15 @@ def test_cli_train_is_refused_with_the_other_pid_then_takes_over_a_dead_lock(tmp
     run = tmp_path / "run"
     holder = start_holder(run)
     try:
-        t0 = time.time()
         proc = subprocess.run([sys.executable, "-m", "core.cli", "train", "--data", str(tmp_path / "none.zip"),
                                "--out", str(run), "--no-progress", "--device", "cpu"], cwd=REPO,
                               env=dict(os.environ, PYTHONPATH=str(REPO)), capture_output=True, text=True, timeout=300)
         lines = proc.stderr.strip().splitlines()
         assert proc.returncode == 2 and len(lines) == 1, proc.stderr
         assert f"in use by another `sgxl train` (pid {holder.pid})" in lines[0]
-        assert time.time() - t0 < 120
+        # Refused while the lock was held, without waiting for it: a CLI that blocked on the lock would still be
+        # waiting when subprocess.run's time-out ends it (the holder never lets go by itself).
+        assert holder.poll() is None
     finally:
         holder.kill()  # SIGKILL: no cleanup; the kernel drops the flock, the file stays with a dead pid
         holder.wait()
@@ -95,9 +96,13 @@ def test_cli_train_is_refused_with_the_other_pid_then_takes_over_a_dead_lock(tmp
 def test_ctrl_c_releases_the_lock(tmp_path: Path) -> None:
     run = tmp_path / "run"
     holder = start_holder(run)
-    assert lock_holder(run) == holder.pid
-    holder.send_signal(signal.SIGINT)  # KeyboardInterrupt unwinds through the `with`
-    holder.wait(timeout=60)
+    try:
+        assert lock_holder(run) == holder.pid
+        holder.send_signal(signal.SIGINT)  # KeyboardInterrupt unwinds through the `with`
+        holder.wait(timeout=120)
+    finally:
+        holder.kill()  # no-op when it exited; never leaves a holder behind when the test fails
+        holder.wait()
     assert lock_holder(run) is None and not (run / LOCK_FILE).exists()
 
 

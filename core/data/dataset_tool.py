@@ -11,19 +11,16 @@ from __future__ import annotations
 import argparse
 import io
 import json
-import os
 import warnings
-import zipfile
 from collections import Counter
-from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Literal
 
 import numpy as np
 
 from core.data.dataset import IMAGE_EXTENSIONS, LABELS_FILE
+from core.data.writer import ConversionReport, DatasetWriter, png_bytes
 from core.errors import DatasetError, UserInputError
-from core.io import files as fileio
 
 Transform = Literal["center-crop", "resize"]
 LabelMode = Literal["auto", "folders", "none"]
@@ -31,36 +28,6 @@ BACKGROUND = (255, 255, 255)  # transparent pixels are composited on white
 # Source files are read whole: one above this is skipped unread. Pixel bombs (small files whose header
 # asks for more than twice Pillow's MAX_IMAGE_PIXELS) are skipped by Pillow's check before decoding.
 MAX_SOURCE_BYTES = 2**30
-
-
-@dataclass
-class ConversionReport:
-    dest: Path
-    resolution: int
-    num_images: int  # images written, mirrored copies included
-    num_source_images: int  # source files converted
-    class_names: list[str]  # [] when unlabelled
-    skipped: dict[str, int] = field(default_factory=dict)  # reason -> number of files
-    converted: dict[str, int] = field(default_factory=dict)  # conversion (e.g. "CMYK -> RGB") -> number of files
-    skipped_files: list[tuple[str, str]] = field(default_factory=list)  # (path relative to source, reason)
-
-    def summary(self) -> str:
-        mirrored = f" ({self.num_source_images} + {self.num_images - self.num_source_images} mirrored)" \
-            if self.num_images != self.num_source_images else ""
-        classes = (f"{len(self.class_names)} classes ({', '.join(self.class_names[:6])}"
-                   f"{', ...' if len(self.class_names) > 6 else ''})" if self.class_names else "unlabelled")
-        lines = [f"wrote {self.dest}: {self.num_images} images{mirrored}, "
-                 f"{self.resolution}x{self.resolution}, {classes}"]
-        if self.converted:
-            lines.append("converted: " + ", ".join(f"{k} {v}" for k, v in sorted(self.converted.items())))
-        if self.skipped:
-            total = sum(self.skipped.values())
-            lines.append(f"skipped {total} file{'s' if total != 1 else ''}: "
-                         + ", ".join(f"{k} {v}" for k, v in sorted(self.skipped.items())))
-            lines.extend(f"  {name}: {why}" for name, why in self.skipped_files[:5])
-            if len(self.skipped_files) > 5:
-                lines.append(f"  ... and {len(self.skipped_files) - 5} more")
-        return "\n".join(lines)
 
 
 class _Skip(Exception):
@@ -135,63 +102,6 @@ def _convert_one(data: bytes, name: str, resolution: int, transform: Transform, 
     return img
 
 
-def _png_bytes(img) -> bytes:
-    buf = io.BytesIO()
-    img.save(buf, format="png", compress_level=1)  # fast; PNG is lossless at any level
-    return buf.getvalue()
-
-
-# ----------------------------------------------------------------------------- writing
-
-class _Writer:
-    """Writes files into a temporary zip or folder next to `dest` (core.io.files naming: a killed
-    conversion's leftovers are swept by the next write there); `commit` renames it into place,
-    `abort` removes it. A full disk becomes one DiskFullError."""
-
-    def __init__(self, dest: Path):
-        self.dest = dest
-        self.as_zip = dest.suffix.lower() == ".zip"
-        self.temp = fileio.prepare_temp(dest, directory=not self.as_zip)
-        self._file = fileio.open_temp(self.temp, "wb") if self.as_zip else None
-        self._zip = zipfile.ZipFile(self._file, "w", compression=zipfile.ZIP_STORED) if self.as_zip else None
-
-    def write(self, name: str, data: bytes) -> None:
-        try:
-            if self._zip is not None:
-                self._zip.writestr(name, data)
-            else:
-                path = self.temp / name
-                path.parent.mkdir(parents=True, exist_ok=True)
-                with fileio.open_temp(path, "wb") as f:  # inside the temporary folder: renamed with it
-                    f.write(data)
-        except OSError as e:
-            if fileio.is_disk_full(e):
-                raise fileio.disk_full_error(self.dest, e) from None
-            raise
-
-    def commit(self) -> None:
-        try:
-            if self._zip is not None:
-                self._zip.close()  # writes the zip directory: the last bytes that can hit a full disk
-                self._file.flush()
-                os.fsync(self._file.fileno())
-                self._file.close()
-            fileio.commit_temp(self.temp, self.dest)
-        except OSError as e:
-            if fileio.is_disk_full(e):
-                raise fileio.disk_full_error(self.dest, e) from None
-            raise
-
-    def abort(self) -> None:
-        for close in (getattr(self._zip, "close", None), getattr(self._file, "close", None)):
-            try:
-                if close is not None:
-                    close()
-            except (OSError, ValueError):
-                pass  # the disk may still be full: the temporary file is removed below anyway
-        fileio.discard_temp(self.temp)
-
-
 # ----------------------------------------------------------------------------- conversion
 
 def _list_files(source: Path) -> list[str]:
@@ -259,7 +169,7 @@ def convert_dataset(source: str | Path, dest: str | Path, resolution: int, trans
     label_entries: list[list] = []
     num_source = 0
     dest.parent.mkdir(parents=True, exist_ok=True)
-    writer = _Writer(dest)
+    writer = DatasetWriter(dest)
     try:
         bar = tqdm(order, desc=f"converting to {resolution}x{resolution}", unit="file", disable=not progress)
         for i in bar:
@@ -284,7 +194,7 @@ def convert_dataset(source: str | Path, dest: str | Path, resolution: int, trans
                 idx = len(label_entries)
                 out_name = f"{idx // 1000:05d}/img{idx:08d}.png"
                 out = img.transpose(Image.FLIP_LEFT_RIGHT) if flip else img
-                writer.write(out_name, _png_bytes(out))
+                writer.write(out_name, png_bytes(out))
                 label_entries.append([out_name, label])
             num_source += 1
         if not label_entries:

@@ -31,7 +31,7 @@ from typing import Literal
 import numpy as np
 
 from core.data.dataset import LABELS_FILE
-from core.data.dataset_tool import ConversionReport, _png_bytes, _Writer
+from core.data.writer import ConversionReport, DatasetWriter, png_bytes
 from core.errors import DatasetError, UserInputError
 
 EmojiLabels = Literal["subgroup", "group", "none"]
@@ -282,7 +282,7 @@ def build_emoji_dataset(dest: str | Path, resolution: int, labels: EmojiLabels =
     label_entries: list[list] = []
     emoji_entries: list[list[str]] = []
     dest.parent.mkdir(parents=True, exist_ok=True)
-    writer = _Writer(dest)
+    writer = DatasetWriter(dest)
     try:
         bar = tqdm(chosen, desc=f"rendering emoji at {resolution}x{resolution}", unit="emoji",
                    disable=not progress)
@@ -290,7 +290,7 @@ def build_emoji_dataset(dest: str | Path, resolution: int, labels: EmojiLabels =
             name = f"{n // 1000:05d}/img{n:08d}.png"
             img = render_emoji(font, kept[i].text, resolution)
             assert img is not None  # drawn above
-            writer.write(name, _png_bytes(img))
+            writer.write(name, png_bytes(img))
             label_entries.append([name, class_of[i]])
             emoji_entries.append([name, kept[i].code, kept[i].name])
         meta = {

@@ -1,4 +1,4 @@
-"""Photo inversion (DESIGN.md §3 "Inversion"): projection into W / W+, pivotal tuning, and latent edits.
+"""Photo inversion (docs/PAPER.md "Inversion"): projection into W / W+, pivotal tuning, and latent edits.
 
   photo.py       photo file -> target tensor (any mode -> RGB, square crop, resize; clear errors)
   perceptual.py  LPIPS-VGG16 / VGG16 feature / EfficientNet-lite0 feature distances, each named as what it is

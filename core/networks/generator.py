@@ -15,9 +15,9 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from core.networks.family import GeneratorTraits
 from core.networks.mapping import ClassInput, MappingConfig, MappingNetwork
 from core.networks.synthesis import GrowthStage, SynthesisConfig, SynthesisNetwork
+from core.networks.traits import GeneratorTraits
 
 
 @dataclass

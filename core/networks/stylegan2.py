@@ -35,10 +35,10 @@ import torch
 from torch import nn
 
 import kernels
-from core.networks.family import GeneratorTraits, check_noise_mode
 from core.networks.layers import FullyConnectedLayer
 from core.networks.mapping import ClassInput
 from core.networks.mapping_sg2 import StyleGAN2MappingConfig, StyleGAN2MappingNetwork
+from core.networks.traits import GeneratorTraits, check_noise_mode
 
 ARCHITECTURES = ("skip",)  # the generator architecture of every released StyleGAN2 / 2-ADA model
 

@@ -19,10 +19,10 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from core.networks.family import GeneratorTraits
 from core.networks.mapping import ClassInput
 from core.networks.mapping_sg2 import StyleGAN2MappingConfig, StyleGAN2MappingNetwork
 from core.networks.synthesis import SynthesisConfig, SynthesisNetwork
+from core.networks.traits import GeneratorTraits
 
 
 @dataclass

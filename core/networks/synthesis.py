@@ -26,8 +26,8 @@ import torch
 from torch import nn
 
 import kernels
-from core.networks.family import check_noise_mode
 from core.networks.layers import FullyConnectedLayer, modulated_conv2d
+from core.networks.traits import check_noise_mode
 
 
 @dataclass

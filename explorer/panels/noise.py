@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dearpygui.dearpygui as dpg
 
-from core.networks.family import NOISE_MODES
+from core.networks.traits import NOISE_MODES
 from explorer.panels.base import Panel
 from explorer.renderer import MAX_SEED, ModelInfo
 

@@ -98,9 +98,11 @@ class ExplorerProcess:
             recent_file.write_text(json.dumps([str(Path(r).resolve()) for r in recent]))
         env = dict(os.environ, DISPLAY=display, PYTHONPATH=str(REPO), **(env or {}))
         env.pop("WAYLAND_DISPLAY", None)
+        # --exit-after only stops a window whose test died without close(); it must outlast the slowest test on
+        # a loaded machine (a training run waited on for minutes), or the window closes under a running test.
         cmd = [sys.executable, "-m", "explorer.app", "--fps", str(fps), "--device", "cpu",
                "--test-state-file", str(self.state_file), "--recent-file", str(recent_file),
-               "--exit-after", "120", *(arg.format(workdir=workdir) for arg in args)]
+               "--exit-after", "900", *(arg.format(workdir=workdir) for arg in args)]
         if ckpt is not None:
             cmd += ["--ckpt", str(ckpt)]
         self._log = open(self.log, "w")  # noqa: SIM115 - closed in close()
@@ -112,7 +114,7 @@ class ExplorerProcess:
         except (OSError, ValueError):
             return None
 
-    def wait_for(self, what: str, pred: Callable[[dict], bool], timeout: float = 30.0) -> dict:
+    def wait_for(self, what: str, pred: Callable[[dict], bool], timeout: float = 90.0) -> dict:
         deadline = time.time() + timeout
         st = None
         while time.time() < deadline:
@@ -127,13 +129,13 @@ class ExplorerProcess:
             f"timed out waiting for {what}; last state: {json.dumps(st)[:2000]}\n{self.logs()}")
 
     def wait_shown(self, what: str, pred: Callable[[dict], bool] = lambda st: True,
-                   timeout: float = 30.0) -> dict:
+                   timeout: float = 90.0) -> dict:
         """Wait until the frame on screen is the one the widgets ask for (and `pred` holds) + 2 UI frames."""
         st = self.wait_for(what, lambda s: s["displayed"] is not None and s["displayed"] == s["settings"]
                            and pred(s), timeout)
         frames = st["ui_frames"]
         return self.wait_for(f"{what} (drawn)", lambda s: s["ui_frames"] >= frames + 2
-                             and s["displayed"] == st["displayed"], timeout=10)
+                             and s["displayed"] == st["displayed"], timeout=30)
 
     def xdotool(self, *args: object) -> None:
         subprocess.run(["xdotool", *map(str, args)], check=True, env=dict(os.environ, DISPLAY=self.display),

@@ -140,7 +140,7 @@ def test_finished_run_loads_tuned_model_and_latent_for_every_panel(app: Explorer
     dpg.set_value("invert.photo", str(photo))
     dpg.set_value("invert.run_dir", str(out))
     panel.start(command=copy_command(src, out))
-    panel.proc.popen.wait(timeout=30)
+    panel.proc.popen.wait(timeout=120)
     panel.poll()
     st = panel.test_state()
     assert st["result"] == str(out / "pti.sgxl") and st["done"] and not st["status_error"], st["status"]
@@ -213,7 +213,7 @@ def test_cancel_kills_the_worker_and_loads_nothing(app: Explorer, tiny_ckpt: Pat
     app.invoke("invert.start")
     assert panel.running and dpg.is_item_shown("invert.cancel") and not dpg.is_item_shown("invert.start")
     pid = panel.proc.pid
-    deadline = time.time() + 40
+    deadline = time.time() + 180  # the worker imports torch and builds its networks first: slow under load
     while panel.follower.global_step < 1 and panel.running and time.time() < deadline:
         time.sleep(0.2)
         panel.poll()
@@ -223,8 +223,7 @@ def test_cancel_kills_the_worker_and_loads_nothing(app: Explorer, tiny_ckpt: Pat
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)  # gone and reaped
     assert "cancelled" in panel.status_text and dpg.is_item_shown("invert.start")
-    time.sleep(0.3)
-    panel.poll()
+    panel.poll()  # the worker is reaped (above), so nothing can arrive later: no need to wait before looking
     assert not (out / "pti.sgxl").exists() and app.info.path == str(tiny_ckpt) and app.state.latent == ""
     assert panel.result_path is None and "cancelled" in panel.status_text
 
@@ -255,7 +254,7 @@ def test_real_worker_end_to_end_loads_the_result(app: Explorer, photo: Path, tmp
     for name, value in (("steps", 3), ("pti_steps", 2), ("net_size", 32)):
         dpg.set_value(f"invert.{name}", value)
     app.invoke("invert.start")
-    wait_exit(app, 60)
+    wait_exit(app, 300)
     st = panel.test_state()
     assert st["result"] == str(out / "pti.sgxl") and not st["status_error"], st["status"]
     assert st["step"] == 5 and st["total"] == 5 and st["losses"] == 5 and st["preview_shape"] == [16, 16]
