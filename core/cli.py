@@ -152,6 +152,7 @@ def write_image(path: Path, image: np.ndarray) -> None:
 def cmd_generate(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
+    from core.networks import precision
     from core.sampling import image_grid, style_mix, to_uint8, ws_from_seeds
 
     ckpt = load_model(args)
@@ -166,8 +167,9 @@ def cmd_generate(args: argparse.Namespace) -> int:
     noise = noise_options(args, G)
 
     jobs = [(c, seeds[start:start + args.batch]) for c in classes for start in range(0, len(seeds), args.batch)]
+    plan = bf16_plan(G, classes[0], device) if args.dtype == "bf16" else None
     images = []
-    with torch.no_grad():
+    with torch.no_grad(), precision.running(plan):
         for class_idx, batch in tqdm(jobs, desc="generating", unit="batch", disable=len(jobs) <= 1):
             ws = ws_from_seeds(G, batch, class_idx, args.trunc, device)
             if mix_layers:
@@ -191,6 +193,25 @@ def cmd_generate(args: argparse.Namespace) -> int:
             write_image(out / name, img)
         print(f"wrote {n} images to {out}/")
     return 0
+
+
+def bf16_plan(G, class_idx: int | None, device: torch.device):
+    """`--dtype bf16`: the layers this CPU runs faster in bfloat16, measured now (the explorer's preview plan)."""
+    from core.networks import precision
+    from core.sampling import ws_from_seeds
+
+    if device.type != "cpu":
+        raise UserInputError("--dtype bf16 is a CPU path; on CUDA the generator already runs its "
+                             "high-resolution layers in float16")
+    if not precision.supports(G.synthesis):
+        raise UserInputError("--dtype bf16 is not available for this model family")
+    support = precision.cpu_bf16_support()
+    if support is None:
+        print("note: this CPU has no native bf16 (AVX512-BF16/AMX): bf16 is emulated, so few layers if any "
+              "will be faster", file=sys.stderr)
+    plan = precision.measure_plan(G.synthesis, ws_from_seeds(G, [0], class_idx, 1.0, device))
+    print(f"bf16 ({support or 'emulated'}): {plan.summary()}", file=sys.stderr)
+    return plan
 
 
 def generate_classes(args: argparse.Namespace, c_dim: int, class_names: list[str] | None) -> list[int | None]:
@@ -398,6 +419,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--style-mix-class", help="class of the style-mix seed (default: --class)")
     p.add_argument("--style-mix-layers", default="0-3", help="w indices taken from the mix seed (default 0-3)")
     p.add_argument("--batch", type=int, default=8, help="images per forward pass (default 8)")
+    p.add_argument("--dtype", choices=("float32", "bf16"), default="float32",
+                   help="float32 (default, the exact images) or bf16: the layers this CPU runs faster in bfloat16 "
+                        "(measured first) in bf16, as the explorer's preview")
     p.add_argument("--cols", type=int, help="grid columns (default: square-ish)")
     p.add_argument("--out", default="out/grid.png", help="a .png for one grid, or a folder for one PNG per seed")
     add_noise_arguments(p)

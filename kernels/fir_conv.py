@@ -30,11 +30,12 @@ from kernels.reference import Padding, parse_padding, parse_scaling
 
 
 def supports(x: torch.Tensor) -> bool:
-    """CPU float32/float64 tensors; CUDA float tensors too (the fallback where Triton is missing: cuDNN runs the
-    depthwise convolutions, in float16/bfloat16 as well)."""
+    """CPU float32/float64 tensors, and bfloat16 for the measured bf16 previews (core.networks.precision); CUDA
+    float tensors too (the fallback where Triton is missing: cuDNN runs the depthwise convolutions, in
+    float16/bfloat16 as well)."""
     if x.device.type == "cuda":
         return x.dtype in (torch.float32, torch.float64, torch.float16, torch.bfloat16)
-    return x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64)
+    return x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64, torch.bfloat16)
 
 
 def _resample_axis(x: torch.Tensor, taps: torch.Tensor, axis: int, up: int, down: int, pad0: int, pad1: int,

@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 import kernels
+from core.networks import precision
 from core.networks.layers import FullyConnectedLayer, modulated_conv2d
 from core.networks.traits import check_noise_mode
 
@@ -303,16 +304,32 @@ class SynthesisLayer(nn.Module):
         if self.spec.is_torgb:
             styles = styles * (1 / math.sqrt(self.spec.in_channels * self.conv_kernel**2))
 
-        dtype = torch.float16 if (self.spec.use_fp16 and x.device.type == "cuda") else torch.float32
+        # A bf16 preview plan (core.networks.precision, this thread only) may name this layer; else as official.
+        conv_dtype, fir_dtype = precision.layer_dtypes(self.spec.name, x.device)
+        dtype = conv_dtype or (torch.float16 if (self.spec.use_fp16 and x.device.type == "cuda") else torch.float32)
         x = modulated_conv2d(x.to(dtype), self.weight, styles, demodulate=not self.spec.is_torgb,
                              padding=self.conv_kernel - 1, input_gain=input_gain)
+        if conv_dtype is not None or fir_dtype is not None:
+            x = x.to(fir_dtype or torch.float32)  # the FIR runs in the dtype measured faster for it
         gain = 1.0 if self.spec.is_torgb else math.sqrt(2)
         slope = 1.0 if self.spec.is_torgb else 0.2
+        if precision.plain_activation(self.spec.name, x.device):
+            return self._plain_activation(x, gain, slope)
         up_filter = None if self.up_filter is None else self.up_filter.to(x.device)
         down_filter = None if self.down_filter is None else self.down_filter.to(x.device)
         return kernels.filtered_lrelu(
             x, fu=up_filter, fd=down_filter, b=self.bias.to(x.dtype), up=self.up_factor,
             down=self.down_factor, padding=self.padding, gain=gain, slope=slope, clamp=self.conv_clamp)
+
+    def _plain_activation(self, x: torch.Tensor, gain: float, slope: float) -> torch.Tensor:
+        """Preview only (precision.PrecisionPlan.plain): bias, leaky ReLU and clamp at this layer's own rate on
+        the centred `out_size` crop, without the 2x oversampling and low-pass of `filtered_lrelu` (the same
+        samples: the filtered output is centred on the same grid, so the crop lines up)."""
+        n, size = x.shape[-1], self.spec.out_size
+        lo = (n - size) // 2
+        x = x[..., lo:lo + size, lo:lo + size].float() + self.bias.view(1, -1, 1, 1)
+        x = torch.nn.functional.leaky_relu(x, slope) * gain
+        return x if self.conv_clamp is None else x.clamp(-self.conv_clamp, self.conv_clamp)
 
     def extra_repr(self) -> str:
         s = self.spec
