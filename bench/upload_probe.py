@@ -47,8 +47,9 @@ def make_frames(size: int, count: int, device: str) -> list[Frame]:
             extra["rgba"] = host
         if "device_rgba" in names and device != "cpu":
             extra["device_rgba"] = rgba
-        rgb = (host[..., :3].astype(np.float32) / 255.0).copy()  # what the raw texture path takes
-        frames.append(Frame(settings=RenderSettings(), generation=0, rgb=rgb, render_ms=0.0, **extra))
+        if "rgb" in names:  # older renderers hand over what the raw texture path takes (now a Frame property)
+            extra["rgb"] = (host[..., :3].astype(np.float32) / 255.0).copy()
+        frames.append(Frame(settings=RenderSettings(), generation=0, render_ms=0.0, **extra))
     if device != "cpu":
         torch.cuda.synchronize()
     return frames

@@ -7,6 +7,17 @@ finished frames. Frames are cached by (model, settings) so scrubbing back over s
 is instant. Every request carries the renderer's generation counter; loading a model bumps it, so
 a frame that was started before a model change is thrown away rather than shown.
 
+Progressive refinement: while the user drags (`request(settings, interactive=True)`) the worker
+renders a *preview*: the same network with the layers that this CPU runs faster in bfloat16 switched
+to bf16, and the last stage's same-rate layers without their anti-aliasing filters where that is faster
+(`core.networks.precision`, measured per layer in the background after a model loads). When
+the input rests for `rest_s` the exact float32 frame of the newest settings replaces the preview; a
+newer request interrupts that refinement between two synthesis layers. So the last frame shown after
+the input stops is always the exact one. Until a new frame is ready the previous one stays on screen.
+
+Frames reach the UI as uint8 RGBA [H, W, 4] numpy arrays (alpha 255): the format both of the UI's
+upload paths take (an OpenGL texture, or Dear PyGui's raw texture after one conversion).
+
 `Renderer.render_sync(settings)` is the headless API: for a plain seed/class/psi it runs exactly
 `core.sampling.ws_from_seeds` + `G.synthesis` + `core.sampling.to_uint8`, i.e. the image that
 `sgxl generate` writes for the same settings.
@@ -26,12 +37,14 @@ import numpy as np
 import torch
 
 from core.errors import SGXLError, UserInputError
+from core.networks import precision
 from core.networks.traits import NOISE_MODES, GeneratorTraits
 from core.sampling import style_mix, to_uint8, truncate, ws_from_seeds, z_from_seed
 
 MAX_SEED = 2**32 - 1  # np.random.RandomState accepts 0 .. 2**32 - 1
 LAYER_VIEWS = ("channels", "fft")
 Weights = tuple[tuple[int, float], ...]  # sparse (index, weight) pairs
+REST_S = 0.1  # input resting this long (seconds) after a preview -> render the exact frame (interruptible)
 
 
 @dataclass(frozen=True)
@@ -177,20 +190,25 @@ class ModelInfo:
 class Frame:
     settings: RenderSettings
     generation: int
-    rgb: np.ndarray  # float32 [H, W, 3] in [0, 1] = uint8 / 255 (what the raw texture takes)
+    rgba: np.ndarray  # uint8 [H, W, 4], alpha 255: the image `core.sampling.to_uint8` makes, plus alpha
     render_ms: float
     cached: bool = False
+    preview: bool = False  # a preview (bf16, no last-stage anti-aliasing) while the input moves; exact follows
     requested_at: float = 0.0  # time.perf_counter() when the UI asked for it
     started_at: float = 0.0  # ... when the worker started on it (requested_at for cache hits)
     finished_at: float = 0.0  # ... when it was ready for the UI
-    # The UI's hand-over format (explorer/gl_frames.py): uint8 [H, W, 4] RGBA on the host, and the same
-    # tensor on the GPU when rendered with CUDA (copied into the GL texture without a host round trip).
-    rgba: np.ndarray | None = None
+    # The same RGBA tensor on the GPU when rendered with CUDA (explorer/gl_frames.py copies it into the GL
+    # texture without a host round trip); None on the CPU.
     device_rgba: torch.Tensor | None = None
 
     def to_uint8(self) -> np.ndarray:
-        """The exact uint8 image (the float frame is uint8 / 255, so this round trip is lossless)."""
-        return np.rint(self.rgb * 255.0).astype(np.uint8)
+        """uint8 [H, W, 3]: the image without its alpha channel."""
+        return np.ascontiguousarray(self.rgba[..., :3])
+
+    @property
+    def rgb(self) -> np.ndarray:
+        """float32 [H, W, 3] = uint8 / 255: what Dear PyGui's raw textures take (made on each access)."""
+        return np.divide(self.rgba[..., :3], np.float32(255), dtype=np.float32)
 
 
 @dataclass
@@ -216,11 +234,16 @@ class Latent:
 
 @dataclass
 class _Job:
-    kind: str  # "load" | "frame" | "thumbs"
+    kind: str  # "load" | "frame" | "refine" | "thumbs" | "calibrate"
     generation: int
     payload: object
     requested_at: float = field(default_factory=time.perf_counter)
     seq: int = 0
+    preview: bool = False  # a frame job: render the preview (when a preview plan is usable)
+
+
+class _Interrupted(Exception):
+    """A refinement gave way to a newer request (raised between two synthesis layers)."""
 
 
 def model_key(path: str | Path, device: str) -> str:
@@ -243,28 +266,53 @@ def resolve_device(device: str) -> str:
 
 
 class Renderer:
-    """Renders `RenderSettings` with one model on one device; a worker thread serves `request()`."""
+    """Renders `RenderSettings` with one model on one device; a worker thread serves `request()`.
+
+    Previews (on the CPU), measured per layer in the background after each model load
+    (`core.networks.precision.measure_plan`): bf16 "auto" runs the layers that are faster in bfloat16 on
+    this CPU in bf16 (where it has native bf16, `precision.cpu_bf16_support`), "off" never; `plain_preview`
+    lets the last stage's same-rate layers skip their anti-aliasing filters where that is faster.
+    progressive: interactive requests get the preview, then the exact frame once the input rests.
+    """
 
     def __init__(self, device: str = "cpu", cache_mb: int = 256, thumb_size: int = 64,
-                 threaded: bool = True) -> None:
+                 threaded: bool = True, bf16: str = "off", plain_preview: bool = False, progressive: bool = True,
+                 rest_s: float = REST_S) -> None:
+        if bf16 not in ("auto", "off"):
+            raise ValueError(f"bf16 must be 'auto' or 'off', not {bf16!r}")
         self.device = resolve_device(device)
         self.cache_bytes = cache_mb << 20
         self.thumb_size = thumb_size
+        self.rest_s = rest_s
+        self.progressive = progressive
+        self.bf16_enabled = bf16 == "auto"
+        self.plain_preview = plain_preview
+        self.bf16_support = precision.cpu_bf16_support()  # instructions of this CPU (used on device "cpu")
+        self._plan: precision.PrecisionPlan | None = None  # measured for the current model
+        self._plan_state = "waiting"  # waiting | measuring | ready | unavailable (see preview_status)
         self._model: _Model | None = None
+        self._hooks: list = []
         self._generation = 0
         self._lock = threading.Condition()
-        self._cache: OrderedDict[tuple[str, RenderSettings], Frame] = OrderedDict()
+        # (model key, settings, preview) -> frame; previews are kept apart and never served as exact frames
+        self._cache: OrderedDict[tuple[str, RenderSettings, bool], Frame] = OrderedDict()
         self._cache_used = 0
         self._pending: dict[str, _Job] = {}  # kind -> newest job of that kind (older ones are dropped)
+        self._refine: _Job | None = None  # the exact frame owed for the preview on screen ...
+        self._refine_at = 0.0  # ... rendered from this time on (the input rested)
         self._frame: Frame | None = None  # newest finished frame not yet taken by the UI
         self._thumbs: Thumbnails | None = None
         self._events: list[tuple[str, object]] = []
         self._latents: dict[str, Latent] = {}
-        self.stats = {"renders": 0, "cache_hits": 0, "dropped": 0, "stale": 0, "last_render_ms": 0.0}
+        self.stats = {"renders": 0, "previews": 0, "cache_hits": 0, "dropped": 0, "stale": 0, "interrupted": 0,
+                      "last_render_ms": 0.0, "last_preview_ms": 0.0}
+        self.on_frame: Callable[[], None] | None = None  # called (worker thread) when a frame is ready
         self._stop = False
-        self._working = False
+        self._working: str | None = None  # kind of the job the worker is on ...
+        self._working_seq = 0  # ... and its request number
         self._seq = 0  # request counter: a frame is never shown after a frame of a newer request
         self._published_seq = 0
+        self._published_preview = False  # ... and an exact frame may replace the preview of its own request
         self._thread: threading.Thread | None = None
         if threaded:
             self._thread = threading.Thread(target=self._run, name="sgxl-renderer", daemon=True)
@@ -310,14 +358,31 @@ class Renderer:
             num_ws=int(G.num_ws), w_dim=int(G.w_dim), layer_names=traits.layer_names,
             layer_channels=traits.layer_channels, traits=traits)
         with self._lock:
+            self._remove_hooks()
             self._model = _Model(G=G, info=info)
+            # A refinement is interruptible between the synthesis's top-level modules (its layers).
+            self._hooks = [m.register_forward_pre_hook(self._between_layers) for m in G.synthesis.children()]
             self.device = dev
             self._generation += 1
             self._frame = None
             self._thumbs = None
+            self._refine = None
+            self._plan, self._plan_state = None, "waiting"
             self._pending.pop("frame", None)
             self._pending.pop("thumbs", None)
+            self._lock.notify_all()
         return info
+
+    def _remove_hooks(self) -> None:
+        for handle in self._hooks:
+            handle.remove()
+        self._hooks = []
+
+    def _between_layers(self, module: torch.nn.Module, args: tuple) -> None:
+        """Forward pre-hook: a refinement on the worker thread stops as soon as a newer frame is asked for."""
+        if (self._working == "refine" and threading.current_thread() is self._thread
+                and self._seq > self._working_seq):
+            raise _Interrupted
 
     def register_latent(self, name: str, ws: torch.Tensor, class_idx: int | None = None) -> None:
         """Make `ws` [1, num_ws, w_dim] renderable as `RenderSettings(latent=name)`.
@@ -330,8 +395,7 @@ class Renderer:
             raise UserInputError(f"a latent must be ws of shape [1, num_ws, w_dim], got {tuple(ws.shape)}")
         with self._lock:
             self._latents[name] = Latent(ws.detach().to("cpu", torch.float32).clone(), class_idx)
-            for key in [k for k in self._cache if k[1].latent == name]:
-                self._cache_used -= self._cache.pop(key).rgb.nbytes
+            self._cache_drop(lambda k: k[1].latent == name)
 
     def latent(self, name: str) -> Latent | None:
         with self._lock:
@@ -348,6 +412,97 @@ class Renderer:
     def load_async(self, path: str | Path, device: str | None = None) -> None:
         """Load on the worker thread; `poll_events()` later yields ("loaded", info) or ("error", message)."""
         self._submit(_Job("load", self._generation, (str(path), device)))
+
+    # ------------------------------------------------------------------ previews (bf16, plain head, progressive)
+
+    def set_bf16(self, enabled: bool) -> None:
+        """Use (after measuring) or stop using bf16 in previews; previews made with the old setting are dropped."""
+        with self._lock:
+            self.bf16_enabled = bool(enabled)
+            self._cache_drop(lambda k: k[2])
+            self._lock.notify_all()  # the worker may measure now
+
+    def set_plain_preview(self, enabled: bool) -> None:
+        """Let previews skip the last stage's anti-aliasing filters (where measured faster), or not."""
+        with self._lock:
+            self.plain_preview = bool(enabled)
+            self._cache_drop(lambda k: k[2])
+            self._lock.notify_all()
+
+    def set_progressive(self, enabled: bool) -> None:
+        with self._lock:
+            self.progressive = bool(enabled)
+
+    def set_preview_plan(self, plan: precision.PrecisionPlan | None) -> None:
+        """Use this plan for previews instead of measuring one (tests, benchmarks); None measures again."""
+        with self._lock:
+            self._plan = plan
+            self._plan_state = "waiting" if plan is None else "ready"
+            self._cache_drop(lambda k: k[2])
+            self._lock.notify_all()
+
+    @property
+    def preview_plan(self) -> precision.PrecisionPlan | None:
+        """The plan previews run with now: the measured one less what is switched off (None: no previews)."""
+        plan = self._plan
+        if plan is None or self._plan_state != "ready" or not self._on_cpu():
+            return None
+        plan = plan.restricted(bf16=self._bf16_usable(), plain=self.plain_preview)
+        return None if plan.empty else plan
+
+    def _on_cpu(self) -> bool:
+        model = self._model
+        return (model.info.device if model else self.device) == "cpu"
+
+    def _bf16_usable(self) -> bool:
+        return self.bf16_enabled and self.bf16_support is not None and self._on_cpu()
+
+    def preview_status(self) -> dict:
+        """What the Performance panel shows: CPU support, switches, measuring state and the plan."""
+        if not self._on_cpu():
+            state = "unsupported"  # on CUDA the generator already runs its high-resolution layers in fp16
+        elif not (self._bf16_usable() or self.plain_preview):
+            state = "off"
+        elif self._plan_state == "ready" and self.preview_plan is None:
+            state = "no gain"  # measured: nothing switched on is faster here
+        else:
+            state = self._plan_state
+        return {"bf16_support": self.bf16_support, "device": self.device, "bf16": self.bf16_enabled,
+                "plain": self.plain_preview, "progressive": self.progressive, "state": state,
+                "plan": self.preview_plan if state == "ready" else self._plan}
+
+    def calibrate_preview(self, should_stop: Callable[[], bool] | None = None) -> precision.PrecisionPlan | None:
+        """Measure the preview plan of the loaded model on this thread (the worker does this when idle)."""
+        model = self._model
+        if model is None:
+            raise SGXLError("no model is loaded: open a checkpoint first")
+        with self._lock:
+            generation, self._plan_state = self._generation, "measuring"
+        G, dev = model.G, model.info.device
+        classes = ((0, 1.0),) if G.c_dim else ()
+        plan = None
+        try:
+            with torch.no_grad():
+                ws = ws_for(G, ((0, 1.0),), classes, 1.0, dev)
+                # bf16 is measured only where the CPU multiplies it natively; the switches filter the plan later.
+                plan = precision.measure_plan(G.synthesis, ws, bf16=self.bf16_support is not None,
+                                              should_stop=should_stop)
+        finally:
+            with self._lock:
+                if generation == self._generation:  # not measured for a model loaded since
+                    unavailable = plan is None and not precision.supports(G.synthesis)
+                    self._plan = plan
+                    self._plan_state = "unavailable" if unavailable else "ready" if plan is not None else "waiting"
+                    self._cache_drop(lambda k: k[2])
+        return plan
+
+    def _wants_calibration(self) -> bool:
+        return (self._thread is not None and self._model is not None and self._on_cpu()
+                and (self._bf16_usable() or self.plain_preview) and self._plan_state == "waiting")
+
+    def _previewing(self) -> bool:
+        """Interactive requests get previews: progressive mode, a worker thread, and a preview that is faster."""
+        return self.progressive and self._thread is not None and self.preview_plan is not None
 
     # ------------------------------------------------------------------ headless rendering
 
@@ -398,26 +553,39 @@ class Renderer:
 
     # ------------------------------------------------------------------ asynchronous API (UI thread)
 
-    def request(self, settings: RenderSettings) -> None:
-        """Ask for a frame; a cached one is ready at once, otherwise the worker renders the newest request."""
+    def request(self, settings: RenderSettings, interactive: bool = False) -> None:
+        """Ask for a frame; a cached one is ready at once, otherwise the worker renders the newest request.
+
+        `interactive`: the input is moving (a drag, an animation): a preview is enough for now, and the
+        exact frame follows once the input rests (progressive refinement).
+        """
         now = time.perf_counter()
         model = self._model
-        if model is not None:
-            hit = self._cache_get(model.info.key, settings)
-            if hit is not None:
-                with self._lock:
-                    self._seq += 1
-                    if self._pending.pop("frame", None) is not None:
-                        self.stats["dropped"] += 1  # an older request is now stale
-                    self._frame = replace(hit, generation=self._generation, cached=True, requested_at=now,
-                                          started_at=now, finished_at=now)
-                    self._published_seq = self._seq
-                    self.stats["cache_hits"] += 1
-                return
         with self._lock:
             self._seq += 1
             seq = self._seq
-        self._submit(_Job("frame", self._generation, settings, now, seq))
+            self._refine = None  # a newer request supersedes the refinement of an older one
+            previewing = self._previewing()
+            if model is not None:
+                hit = self._cache_get(model.info.key, settings, False)
+                preview_hit = None if hit is not None or not previewing else \
+                    self._cache_get(model.info.key, settings, True)
+                if hit is not None or preview_hit is not None:
+                    if self._pending.pop("frame", None) is not None:
+                        self.stats["dropped"] += 1  # an older request is now stale
+                    self._publish(replace(hit or preview_hit, generation=self._generation, cached=True,
+                                          requested_at=now, started_at=now, finished_at=now), seq)
+                    self.stats["cache_hits"] += 1
+                    if hit is not None:
+                        return
+                    # A cached preview is on screen now; the exact frame follows (at rest, if interactive).
+                    job = _Job("refine", self._generation, settings, now, seq)
+                    if interactive:
+                        self._schedule_refine(job, now)
+                        return
+                    self._submit(replace(job, kind="frame"))
+                    return
+        self._submit(_Job("frame", self._generation, settings, now, seq, preview=interactive and previewing))
 
     def request_thumbnails(self, settings: RenderSettings, classes: tuple[int, ...]) -> None:
         self._submit(_Job("thumbs", self._generation, (settings, tuple(classes))))
@@ -431,6 +599,10 @@ class Renderer:
                 return None
             return frame
 
+    def has_frame(self) -> bool:
+        """A frame is waiting for `take_frame` (cheap: the UI loop asks every frame)."""
+        return self._frame is not None
+
     def take_thumbnails(self) -> Thumbnails | None:
         with self._lock:
             thumbs, self._thumbs = self._thumbs, None
@@ -442,12 +614,26 @@ class Renderer:
             return events
 
     def busy(self) -> bool:
+        """Frames are owed: requested, rendering, or an exact frame still to replace a preview."""
         with self._lock:
-            return bool(self._pending) or self._working
+            return (bool(self._pending) or self._refine is not None
+                    or self._working not in (None, "calibrate"))
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Block until no frame is owed (see `busy`); False on time-out. For tests and benchmarks."""
+        deadline = time.perf_counter() + timeout
+        with self._lock:
+            while self.busy():
+                remaining = deadline - time.perf_counter()
+                if remaining <= 0:
+                    return False
+                self._lock.wait(remaining)
+        return True
 
     def close(self) -> None:
         with self._lock:
             self._stop = True
+            self._remove_hooks()
             self._lock.notify_all()
         if self._thread is not None:
             self._thread.join(timeout=5)
@@ -470,21 +656,56 @@ class Renderer:
     def _run(self) -> None:
         while True:
             with self._lock:
-                while not self._stop and not self._pending:
-                    self._lock.wait()
-                if self._stop:
-                    return
+                while True:
+                    if self._stop:
+                        return
+                    now = time.perf_counter()
+                    if self._pending or (self._refine is not None and now >= self._refine_at):
+                        break
+                    if self._wants_calibration():
+                        break
+                    self._lock.wait(None if self._refine is None else self._refine_at - now)
             self._work_once()
+
+    def _next_job(self) -> _Job | None:
+        """Under the lock: a model load first, then the main view, its refinement, thumbnails, measuring."""
+        for kind in ("load", "frame"):
+            if kind in self._pending:
+                return self._pending.pop(kind)
+        if self._refine is not None and time.perf_counter() >= self._refine_at:
+            job, self._refine = self._refine, None
+            return job
+        if "thumbs" in self._pending:
+            return self._pending.pop("thumbs")
+        if self._wants_calibration():
+            return _Job("calibrate", self._generation, None)
+        return None
+
+    def _schedule_refine(self, job: _Job, requested_at: float) -> None:
+        """Under the lock: render the exact frame of `job` once the input rested `rest_s` since `requested_at`."""
+        self._refine = replace(job, kind="refine", preview=False)
+        self._refine_at = requested_at + self.rest_s
+        self._lock.notify_all()
+
+    def _publish(self, frame: Frame, seq: int) -> bool:
+        """Under the lock: hand `frame` to the UI unless a newer one was handed out (or it is this request's
+        preview after its exact frame). True when published."""
+        newer = seq > self._published_seq
+        refines = seq == self._published_seq and self._published_preview and not frame.preview
+        if not (newer or refines):
+            return False
+        self._frame = frame
+        self._published_seq, self._published_preview = seq, frame.preview
+        if self.on_frame is not None:
+            self.on_frame()
+        return True
 
     def _work_once(self) -> None:
         with self._lock:
-            for kind in ("load", "frame", "thumbs"):  # a model load first, then the main view, then thumbs
-                if kind in self._pending:
-                    job = self._pending.pop(kind)
-                    break
-            else:
+            job = self._next_job()
+            if job is None:
                 return
-            self._working = True
+            self._working, self._working_seq = job.kind, job.seq
             generation, model = self._generation, self._model
         try:
             if job.kind == "load":
@@ -496,15 +717,24 @@ class Renderer:
                 with self._lock:
                     self.stats["stale"] += 1  # requested before a model change: ignore
                 return
-            if job.kind == "frame":
-                frame = self._frame_for(model, job.payload, job.generation, job.requested_at)
+            if job.kind == "calibrate":
+                def frame_waiting() -> bool:
+                    return bool(self._pending) or self._stop
+
+                self.calibrate_preview(should_stop=frame_waiting)
+            elif job.kind in ("frame", "refine"):
+                try:
+                    frame = self._frame_for(model, job.payload, job.generation, job.requested_at, job.preview)
+                except _Interrupted:
+                    with self._lock:
+                        self.stats["interrupted"] += 1
+                    return
                 with self._lock:
                     # Only the current model's frames, and never one older than a frame already handed out.
                     if frame.generation != self._generation:
                         self.stats["stale"] += 1  # the model changed while it rendered
-                    elif job.seq > self._published_seq:
-                        self._frame = frame
-                        self._published_seq = job.seq
+                    elif self._publish(frame, job.seq) and frame.preview and job.seq == self._seq:
+                        self._schedule_refine(job, job.requested_at)
             else:
                 settings, classes = job.payload
                 def frame_waiting() -> bool:
@@ -522,7 +752,8 @@ class Renderer:
             self._post("error", f"render failed: {type(e).__name__}: {e}")
         finally:
             with self._lock:
-                self._working = False
+                self._working = None
+                self._lock.notify_all()  # wait_idle
 
     def _post(self, kind: str, payload: object) -> None:
         with self._lock:
@@ -539,23 +770,27 @@ class Renderer:
         return model
 
     def _frame_for(self, model: _Model, settings: RenderSettings, generation: int,
-                   requested_at: float) -> Frame:
+                   requested_at: float, preview: bool = False) -> Frame:
+        """The exact frame of `settings`, or with `preview` the preview (exact when no preview plan is usable)."""
         t0 = time.perf_counter()
-        hit = self._cache_get(model.info.key, settings)
+        hit = self._cache_get(model.info.key, settings, False)
+        plan = self.preview_plan if preview else None
+        if hit is None and plan is not None:
+            hit = self._cache_get(model.info.key, settings, True)
         if hit is not None:
             self.stats["cache_hits"] += 1
             return replace(hit, generation=generation, cached=True, requested_at=requested_at, started_at=t0,
                            finished_at=t0)
-        with torch.no_grad():
+        with torch.no_grad(), precision.running(plan):
             img = self._render_tensor(model.G, settings)  # [1, 3, H, W] on the model's device
             offset = model.G.traits.uint8_offset if not settings.layer else 127.5  # the family's official rounding
-            rgb, rgba, device_rgba = self._to_host_rgb(img, offset)
+        rgba, device_rgba = self._to_host_rgba(img, offset)
         ms = (time.perf_counter() - t0) * 1000
-        frame = Frame(settings=settings, generation=generation, rgb=rgb, render_ms=ms,
-                      requested_at=requested_at, started_at=t0, finished_at=time.perf_counter(), rgba=rgba,
+        frame = Frame(settings=settings, generation=generation, rgba=rgba, render_ms=ms, preview=plan is not None,
+                      requested_at=requested_at, started_at=t0, finished_at=time.perf_counter(),
                       device_rgba=device_rgba)
-        self.stats["renders"] += 1
-        self.stats["last_render_ms"] = ms
+        self.stats["previews" if frame.preview else "renders"] += 1
+        self.stats["last_preview_ms" if frame.preview else "last_render_ms"] = ms
         self._cache_put(model.info.key, settings, frame)
         return frame
 
@@ -594,57 +829,60 @@ class Renderer:
         return ws
 
     @staticmethod
-    def _to_host_rgb(img: torch.Tensor, offset: float = 127.5
-                     ) -> tuple[np.ndarray, np.ndarray, torch.Tensor | None]:
-        """[1, 3, H, W] in [-1, 1] on the model's device -> (float32 [H, W, 3], uint8 [H, W, 4], CUDA RGBA).
+    def _to_host_rgba(img: torch.Tensor, offset: float = 127.5) -> tuple[np.ndarray, torch.Tensor | None]:
+        """[1, C, H, W] in [-1, 1] on the model's device -> (uint8 [H, W, 4] numpy, alpha 255; the same on the
+        GPU when rendered with CUDA, for CUDA-GL interop in explorer/gl_frames.py, else None).
 
-        The float32 RGB is what Dear PyGui's raw textures take (the fallback path); the uint8 RGBA is what
-        the OpenGL path uploads (explorer/gl_frames.py), made here on the worker thread so the UI thread
-        only copies it; on CUDA the RGBA tensor also stays on the GPU for CUDA-GL interop.
-
-        Why this order: on CUDA the frame stays on the GPU through the uint8 quantisation (the same
-        arithmetic as `core.sampling.to_uint8`, so the shown image equals the saved one) and the
-        conversions; only then is it copied, non-blocking, into *fresh* pinned host buffers (torch's
-        caching host allocator makes that cheap), and the worker thread - never the UI thread - waits for
-        the copy (so the GPU tensor is finished too when the UI gets it). A fresh buffer per frame matters
-        because a raw texture keeps a pointer to its array: refilling a buffer the UI is showing would
-        tear. On the CPU the same code runs; the "copy" targets are the tensors themselves.
+        The quantisation is `core.sampling.to_uint8`'s arithmetic (the shown image equals the saved
+        one), written straight into the RGBA buffer: one pass, no float copy of the frame. On CUDA it
+        all happens on the GPU, then one non-blocking copy into a *fresh* pinned host buffer (torch's
+        caching host allocator makes that cheap) that the worker thread - never the UI thread - waits
+        for (so the GPU tensor is finished too when the UI gets it). A fresh buffer per frame matters
+        because the UI may still show (or upload from) the last one: refilling it would tear.
         """
-        x = (img[0].to(torch.float32) + 1) * 127.5  # [3, H, W]
+        x = img[0]  # [C, H, W]
+        if x.shape[0] == 1:
+            x = x.expand(3, -1, -1)  # grayscale
+        h, w = x.shape[-2:]
+        x = (x[:3].to(torch.float32) + 1) * 127.5  # core.sampling.to_uint8's arithmetic, bit for bit
         if offset != 127.5:  # the generator family's official rounding (GeneratorTraits.uint8_offset)
             x = x + (offset - 127.5)
-        u8 = x.clamp(0, 255).to(torch.uint8)
-        rgba = torch.cat([u8, torch.full_like(u8[:1], 255)]).permute(1, 2, 0).contiguous()  # [H, W, 4]
-        rgb = u8.permute(1, 2, 0).to(torch.float32).div_(255.0).contiguous()  # [H, W, 3]
-        if not rgb.is_cuda:
-            return rgb.numpy(), rgba.numpy(), None
-        host_rgb = torch.empty(rgb.shape, dtype=torch.float32, pin_memory=True)
-        host_rgba = torch.empty(rgba.shape, dtype=torch.uint8, pin_memory=True)
-        host_rgb.copy_(rgb, non_blocking=True)
-        host_rgba.copy_(rgba, non_blocking=True)
+        rgba = torch.empty([h, w, 4], dtype=torch.uint8, device=x.device)
+        rgba[..., 3] = 255
+        rgba[..., :3] = x.clamp_(0, 255).permute(1, 2, 0)
+        if not rgba.is_cuda:
+            return rgba.numpy(), None
+        host = torch.empty(rgba.shape, dtype=torch.uint8, pin_memory=True)
+        host.copy_(rgba, non_blocking=True)
         done = torch.cuda.Event()
         done.record()
         done.synchronize()
-        return host_rgb.numpy(), host_rgba.numpy(), rgba
+        return host.numpy(), rgba
 
     # ------------------------------------------------------------------ cache
 
-    def _cache_get(self, key: str, settings: RenderSettings) -> Frame | None:
+    def _cache_get(self, key: str, settings: RenderSettings, preview: bool = False) -> Frame | None:
         with self._lock:
-            frame = self._cache.get((key, settings))
+            frame = self._cache.get((key, settings, preview))
             if frame is not None:
-                self._cache.move_to_end((key, settings))
+                self._cache.move_to_end((key, settings, preview))
             return frame
 
     def _cache_put(self, key: str, settings: RenderSettings, frame: Frame) -> None:
         with self._lock:
-            if (key, settings) in self._cache:
+            ck = (key, settings, frame.preview)
+            if ck in self._cache:
                 return
-            self._cache[(key, settings)] = frame
-            self._cache_used += frame.rgb.nbytes
+            self._cache[ck] = frame
+            self._cache_used += frame.rgba.nbytes
             while self._cache_used > self.cache_bytes and len(self._cache) > 1:
                 _, old = self._cache.popitem(last=False)
-                self._cache_used -= old.rgb.nbytes
+                self._cache_used -= old.rgba.nbytes
+
+    def _cache_drop(self, which: Callable[[tuple[str, RenderSettings, bool]], bool]) -> None:
+        with self._lock:
+            for key in [k for k in self._cache if which(k)]:
+                self._cache_used -= self._cache.pop(key).rgba.nbytes
 
 
 def _validate(G: torch.nn.Module, s: RenderSettings) -> None:

@@ -12,6 +12,7 @@ import torch
 
 from core.errors import SGXLError, UserInputError
 from core.io.checkpoint import save_checkpoint
+from core.networks import precision
 from core.sampling import to_uint8, ws_from_seeds
 from explorer.renderer import (
     Renderer,
@@ -79,18 +80,18 @@ def test_render_sync_is_exactly_core(renderer: Renderer, G, seed: int, cls: int,
     assert np.array_equal(got, core_image(G, seed, cls, psi))
 
 
-def test_worker_frame_is_the_same_image_as_float_rgb(renderer: Renderer, G) -> None:
+def test_worker_frame_is_the_core_image_as_uint8_rgba(renderer: Renderer, G) -> None:
     s = RenderSettings.single(5, 1, 0.8)
     renderer.request(s)
     f = wait_frame(renderer)
-    assert f.settings == s and not f.cached
-    assert f.rgb.dtype == np.float32 and f.rgb.shape == (16, 16, 3) and f.rgb.flags["C_CONTIGUOUS"]
-    assert 0.0 <= f.rgb.min() and f.rgb.max() <= 1.0
-    assert np.array_equal(f.to_uint8(), core_image(G, 5, 1, 0.8))  # uint8 / 255 round-trips exactly
-    # The OpenGL path's hand-over: the same image as uint8 RGBA, opaque; on the CPU nothing stays on a GPU.
+    assert f.settings == s and not f.cached and not f.preview
+    # The hand-over: uint8 RGBA, opaque, the core image; on the CPU nothing stays on a GPU.
     assert f.rgba.dtype == np.uint8 and f.rgba.shape == (16, 16, 4) and f.rgba.flags["C_CONTIGUOUS"]
-    assert np.array_equal(f.rgba[..., :3], f.to_uint8()) and (f.rgba[..., 3] == 255).all()
-    assert f.device_rgba is None
+    assert (f.rgba[..., 3] == 255).all() and f.device_rgba is None
+    assert np.array_equal(f.to_uint8(), core_image(G, 5, 1, 0.8))
+    # Raw textures (the fallback) take float32 RGB = uint8 / 255, which round-trips exactly.
+    assert f.rgb.dtype == np.float32 and f.rgb.shape == (16, 16, 3) and f.rgb.flags["C_CONTIGUOUS"]
+    assert np.array_equal(np.rint(f.rgb * 255).astype(np.uint8), f.to_uint8())
 
 
 def test_cache_makes_scrubbing_back_instant(renderer: Renderer) -> None:
@@ -103,7 +104,7 @@ def test_cache_makes_scrubbing_back_instant(renderer: Renderer) -> None:
     renderer.request(a)  # back to a: served from the cache without the worker, so the frame is there at once
     fa2 = renderer.take_frame()
     assert fa2 is not None and fa2.cached  # (how fast that is: bench/render_latency.py, not a timed test)
-    assert renderer.stats["renders"] == renders and np.array_equal(fa2.rgb, fa.rgb)
+    assert renderer.stats["renders"] == renders and np.array_equal(fa2.rgba, fa.rgba)
     assert renderer.cache_info()["entries"] == 2
 
 
@@ -286,7 +287,7 @@ def test_cuda_frame_path_matches_cpu(G) -> None:
     r = Renderer("cuda", threaded=False)
     r.set_model(make_tiny_generator(16, c_dim=5), key="gpu")
     f = r.render_frame(RenderSettings.single(3, 1, 0.7))
-    assert f.rgb.dtype == np.float32 and f.rgb.flags["C_CONTIGUOUS"]
+    assert f.rgba.dtype == np.uint8 and f.rgba.shape == (16, 16, 4) and f.rgba.flags["C_CONTIGUOUS"]
     cpu = core_image(G, 3, 1, 0.7)
     assert np.abs(f.to_uint8().astype(int) - cpu.astype(int)).mean() < 1.0  # GPU vs CPU float math
     # CUDA-GL interop gets the same RGBA frame, still on the GPU.
@@ -302,3 +303,153 @@ def test_capture_names() -> None:
     assert capture_name(blend) == "seedblend3-4-classblend-psi1.00"
     inverted = RenderSettings(seeds=(), classes=((1, 1.0),), latent="my photo/1.jpg")
     assert capture_name(inverted) == "latent-my_photo_1.jpg-class1-psi1.00"
+
+
+# ---------------------------------------------------------------------------- progressive refinement (previews)
+
+@pytest.fixture
+def progressive(G, one_thread):
+    """A threaded renderer whose previews run every modulated conv in bf16 (a fixed plan: no measuring)."""
+    r = Renderer("cpu", rest_s=0.05)
+    r.set_model(G, key="tiny16")
+    r.bf16_support = r.bf16_support or "emulated"  # the arithmetic is the same where the CPU lacks bf16
+    r.set_preview_plan(precision.PrecisionPlan(conv=frozenset(x.spec.name for x in G.synthesis.layers())))
+    r.set_bf16(True)
+    published: list = []
+    r.on_frame = lambda: published.append(r._frame)  # every frame handed to the UI, in order
+    r.published = published
+    yield r
+    r.close()
+
+
+def test_drag_shows_previews_then_the_exact_frame_of_the_last_settings(progressive: Renderer, G) -> None:
+    r = progressive
+    moves = [RenderSettings.single(7, 1, float(psi)) for psi in np.linspace(0.4, 1.0, 10)]
+    for s in moves:  # a slider drag: each move supersedes the last
+        r.request(s, interactive=True)
+    assert r.wait_idle(60)  # the input rests: the exact frame of the last move follows
+    last = moves[-1]
+    f = r.take_frame()
+    assert f is not None and f.settings == last and not f.preview
+    assert np.array_equal(f.to_uint8(), r.render_sync(last))
+    assert np.array_equal(f.to_uint8(), core_image(G, 7, 1, 1.0))
+    shown = r.published
+    assert any(p.preview for p in shown) and r.stats["previews"] >= 1
+    assert shown[-1] is f or (shown[-1].settings == last and not shown[-1].preview)
+    first_of_last = next(i for i, p in enumerate(shown) if p.settings == last)
+    assert all(p.settings == last for p in shown[first_of_last:])  # never an older frame after a newer one
+    preview = next(p for p in shown if p.preview)
+    exact = r.render_sync(preview.settings)
+    assert not np.array_equal(preview.to_uint8(), exact)  # really a bf16 preview ...
+    mse = ((preview.to_uint8().astype(float) - exact.astype(float)) ** 2).mean()
+    assert 10 * np.log10(255**2 / mse) > 30  # ... of the same picture
+
+
+def test_a_newer_request_interrupts_the_refinement(progressive: Renderer, G) -> None:
+    r = progressive
+    a, b = RenderSettings.single(11, 0, 0.9), RenderSettings.single(12, 0, 0.9)
+    entered, release = threading.Event(), threading.Event()
+
+    def hold(module, args) -> None:  # runs after the renderer's own between-layers check of this layer
+        if r._working == "refine" and not entered.is_set():
+            entered.set()
+            release.wait(30)
+
+    handle = G.synthesis.layers()[2].register_forward_pre_hook(hold)
+    try:
+        r.request(a, interactive=True)
+        assert entered.wait(60)  # the exact frame of `a` is being rendered ...
+        r.request(b, interactive=True)  # ... when the user moves on
+        release.set()
+        assert r.wait_idle(60)
+    finally:
+        handle.remove()
+    assert r.stats["interrupted"] == 1
+    f = r.take_frame()
+    assert f.settings == b and not f.preview and np.array_equal(f.to_uint8(), r.render_sync(b))
+    assert not any(p.settings == a and not p.preview for p in r.published)  # a's exact frame was abandoned
+
+
+def test_plain_requests_are_exact_at_once(progressive: Renderer, G) -> None:
+    s = RenderSettings.single(13, 2, 0.7)
+    progressive.request(s)  # not interactive (a click, a typed value): no preview
+    assert progressive.wait_idle(60)
+    f = progressive.take_frame()
+    assert not f.preview and progressive.stats["previews"] == 0
+    assert np.array_equal(f.to_uint8(), core_image(G, 13, 2, 0.7))
+
+
+def test_scrubbing_back_over_previews_shows_the_cached_preview_then_the_exact_frame(progressive: Renderer) -> None:
+    r = progressive
+    r.rest_s = 60.0  # the input never rests during this drag
+    a, b = RenderSettings.single(14, 0), RenderSettings.single(15, 0)
+    r.request(a, interactive=True)
+    fa = wait_frame(r)
+    r.request(b, interactive=True)
+    assert wait_frame(r).preview and fa.preview
+    r.request(a, interactive=True)  # back over a: its preview from the cache, at once
+    f = r.take_frame()
+    assert f is not None and f.cached and f.preview and np.array_equal(f.rgba, fa.rgba)
+    r.request(a)  # the mouse is released on a: the exact frame follows without waiting for rest
+    assert r.wait_idle(60)
+    f = r.take_frame()
+    assert f.settings == a and not f.preview and np.array_equal(f.to_uint8(), r.render_sync(a))
+
+
+def test_without_bf16_or_plain_activation_there_are_no_previews(G, one_thread, monkeypatch) -> None:
+    monkeypatch.setenv("SGXL_BF16", "0")  # as on a CPU without AVX512-BF16 / AMX
+    r = Renderer("cpu", bf16="auto", rest_s=0.05)
+    try:
+        r.set_model(G, key="tiny16")
+        assert r.preview_status()["state"] == "off" and r.preview_plan is None  # no bf16, no plain activation
+        r.request(RenderSettings.single(16, 0), interactive=True)
+        assert r.wait_idle(60)
+        f = r.take_frame()
+        assert not f.preview and r.stats["previews"] == 0
+    finally:
+        r.close()
+
+
+@pytest.mark.skipif(precision.cpu_bf16_support() is None, reason="this CPU has no native bf16")
+def test_worker_measures_the_plan_when_idle_after_a_load(G, one_thread) -> None:
+    r = Renderer("cpu", bf16="auto")
+    try:
+        r.set_model(G, key="tiny16")
+        deadline = time.time() + 120
+        with r._lock:  # the worker notifies this condition when the measurement ends
+            while r.preview_status()["state"] in ("waiting", "measuring") and time.time() < deadline:
+                r._lock.wait(1.0)
+        st = r.preview_status()
+        assert st["state"] in ("ready", "no gain") and st["plan"] is not None
+        assert [t.name for t in st["plan"].timings] == list(G.synthesis.layer_names)
+        r.set_bf16(False)
+        assert r.preview_plan is None and r.preview_status()["state"] == "off"
+    finally:
+        r.close()
+
+
+def test_worker_measures_a_plan_without_bf16_too(one_thread, monkeypatch) -> None:
+    """On any CPU: the last stage's same-rate layers may skip their anti-aliasing filters in previews."""
+    monkeypatch.setenv("SGXL_BF16", "0")  # as on a CPU without AVX512-BF16 / AMX
+    G32 = make_tiny_generator(32, c_dim=5)  # stem + one growth stage
+    r = Renderer("cpu", plain_preview=True, rest_s=0.05)
+    try:
+        r.set_model(G32, key="tiny32")
+        deadline = time.time() + 120
+        with r._lock:  # the worker notifies this condition when the measurement ends
+            while r.preview_status()["state"] in ("waiting", "measuring") and time.time() < deadline:
+                r._lock.wait(1.0)
+        st = r.preview_status()
+        assert st["state"] in ("ready", "no gain") and st["bf16_support"] is None
+        plan = r._plan
+        final = max(x.spec.stage for x in G32.synthesis.layers())
+        eligible = {x.spec.name for x in G32.synthesis.layers() if precision.qualifies_for_plain(x, final)}
+        assert not plan.conv and not plan.fir and plan.plain <= eligible
+        s = RenderSettings.single(3, 1, 0.9)
+        r.request(s, interactive=True)
+        assert r.wait_idle(60)
+        f = r.take_frame()
+        assert not f.preview and np.array_equal(f.to_uint8(), r.render_sync(s))
+        assert r.stats["previews"] == (1 if st["state"] == "ready" else 0)
+    finally:
+        r.close()
