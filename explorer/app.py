@@ -24,6 +24,7 @@ import inspect
 import json
 import os
 import sys
+import threading
 import time
 import traceback
 from collections import deque
@@ -54,6 +55,7 @@ ACTIVE_SECONDS = 1.0  # stay at the full frame rate this long after the last sig
 LEFT_W = 430
 RIGHT_W = 340
 STATUS_H = 34
+LAYOUT_STATE_S = 0.2  # --test-state-file: widget rectangles and panel states are refreshed this often
 WINDOW_BG = (37, 37, 38, 255)  # Dear PyGui's default window background, shown as the viewport's clear colour
 NO_DISPLAY_HINT = ("error: no display found, so the explorer window cannot open (set DISPLAY, or use "
                    "`sgxl generate --ckpt CKPT --seeds 0-7 --class 0 --out grid.png` to render without one)")
@@ -91,7 +93,8 @@ class Explorer:
 
     def __init__(self, device: str = "auto", fps_cap: int = 60, test_state_file: str | Path | None = None,
                  recent_file: Path | None = None, threaded: bool = True, torch_threads: int | None = None,
-                 frame_path: str = "auto", test_texture_file: str | Path | None = None) -> None:
+                 frame_path: str = "auto", test_texture_file: str | Path | None = None, bf16: str = "auto",
+                 plain_preview: bool = True, progressive: bool = True) -> None:
         self.device = resolve_device(device)
         # torch_threads: None = all cores but one (CPU), 0 = leave torch's setting alone, n = use n.
         if torch_threads is None and self.device == "cpu":
@@ -101,7 +104,10 @@ class Explorer:
             torch_threads = max(1, min(torch.get_num_threads(), (os.cpu_count() or 2) - 1))
         if torch_threads:
             torch.set_num_threads(torch_threads)
-        self.renderer = Renderer(self.device, threaded=threaded)
+        self.renderer = Renderer(self.device, threaded=threaded, bf16=bf16, plain_preview=plain_preview,
+                                 progressive=progressive)
+        self._wake = threading.Event()  # set when the renderer has a new frame: the UI loop draws it at once
+        self.renderer.on_frame = self._wake.set
         self.state = ExplorerState()
         self.info: ModelInfo | None = None
         self.fps_cap = fps_cap
@@ -133,6 +139,8 @@ class Explorer:
         self._active_until = 0.0
         self._mouse: tuple[float, float] | None = None
         self.mouse_held = False  # a mouse button is down (a drag in progress): thumbnails wait
+        self._layout_cache: tuple[float, tuple, dict] | None = None  # see _layout_state
+        self._layout_dirty = 0
 
         self.checkpoint_panel = CheckpointPanel(self, recent_file)
         self.latent_panel = LatentPanel(self)
@@ -257,9 +265,10 @@ class Explorer:
             traceback.print_exc()
             self.set_status(f"{type(e).__name__}: {e}", error=True)
 
-    def run_callbacks(self) -> bool:
-        """Run the queued widget callbacks on this (the main) thread; True if there were any."""
-        jobs = dpg.get_callback_queue() or []
+    def run_callbacks(self, jobs: list | None = None) -> bool:
+        """Run the queued widget callbacks (or `jobs`, already taken from the queue) on this (the main)
+        thread; True if there were any."""
+        jobs = (dpg.get_callback_queue() if jobs is None else jobs) or []
         for job in jobs:
             if job[0] is not None:
                 self.call(job[0], job[1], job[2], job[3])
@@ -308,7 +317,8 @@ class Explorer:
             if settings != self._requested:
                 self._requested = settings
                 self.settings_changed_at = now
-                self.renderer.request(settings)
+                # A drag or an animation: a preview will do until the input rests (progressive refinement).
+                self.renderer.request(settings, interactive=self.mouse_held or self.state.animate)
         frame = self.renderer.take_frame()
         if frame is not None:
             self._incoming = frame  # newest wins: one not yet in the texture is replaced
@@ -353,7 +363,7 @@ class Explorer:
             frame, self._pending_display = self._pending_display, None
             self.frame = frame
             self.frames_shown += 1
-            self.displayed_at = time.time()
+            self.displayed_at = time.time()  # called right after the frame was drawn
             self.last_latency_ms = (now - frame.requested_at) * 1000
             # Where the time went: waiting for the worker, rendering, waiting for the UI to upload+draw.
             self.last_latency_parts = {"queue_ms": (frame.started_at - frame.requested_at) * 1000,
@@ -393,40 +403,32 @@ class Explorer:
             out["min"], out["max"] = cfg.get("min_value"), cfg.get("max_value")
         return out
 
-    def test_state(self) -> dict:
-        info = self.info
+    def _layout_state(self) -> dict:
+        """The slowly changing part of the test state: widget rectangles and the train/invert panels.
+
+        Asking Dear PyGui for ~50 rectangles and building the panels' states every frame showed as a
+        large part of the UI thread under `--test-state-file` (py-spy, during a drag): the benchmark
+        partly measured its own probe. They change with layout and panel events, not per frame, so they
+        are refreshed every LAYOUT_STATE_S, and at once when the layout changed (see below).
+        """
+        now = self.clock()
+        # What moves widgets: the viewport's size, a new model (panels shown/hidden, class list), a frame of
+        # another size (the image is laid out again). Dear PyGui updates rectangles when it next draws, so
+        # after such a change the state is rebuilt for a few UI frames in a row.
+        key = (dpg.get_viewport_client_width(), dpg.get_viewport_client_height(), self.view.shape,
+               self.info.key if self.info else None)
+        cached = self._layout_cache
+        if cached is None or cached[1] != key:
+            self._layout_dirty = 3
+        elif self._layout_dirty == 0 and now < cached[0] + LAYOUT_STATE_S:
+            return cached[2]
+        self._layout_dirty = max(0, self._layout_dirty - 1)
         class_items = {}
         for i in self.class_panel.visible[:40]:
             r = self.rect(self.class_panel.tag(f"item.{i}"))
             if r is not None:
                 class_items[str(i)] = r
-        return {
-            "pid": os.getpid(),
-            "time": time.time(),
-            "ui_frames": self.ui_frames,
-            "frames_shown": self.frames_shown,
-            "displayed_at": self.displayed_at,
-            "status": self.status_text,
-            "status_error": self.status_error,
-            "loading": self._loading,
-            "model": None if info is None else {
-                "key": info.key, "path": info.path, "resolution": info.resolution, "c_dim": info.c_dim,
-                "label": info.label, "has_noise": info.has_noise, "num_ws": info.num_ws,
-                "class_names": list(info.class_names), "device": info.device},
-            "settings": None if self.current_settings is None else self.current_settings.to_dict(),
-            "displayed": None if self.frame is None else self.frame.settings.to_dict(),
-            "image_shape": list(self.view.shape or (0, 0)),
-            "frame_view": self.view.summary(),
-            "texture_file_settings": self.texture_file_settings,
-            "ui_work_ms": sorted(self.work_times_ms)[len(self.work_times_ms) // 2] if self.work_times_ms else 0.0,
-            "viewport": [dpg.get_viewport_client_width(), dpg.get_viewport_client_height()],
-            "main_window": [dpg.get_item_width("main"), dpg.get_item_height("main")],
-            "ui_fps": self.ui_fps,
-            "last_latency_ms": self.last_latency_ms,
-            "last_latency_parts": self.last_latency_parts,
-            "renderer_stats": dict(self.renderer.stats),
-            "renderer_busy": self.renderer.busy(),
-            "render_ms": self.renderer.stats["last_render_ms"],
+        state = {
             "rects": {
                 "image": self.rect(self.image_tag),
                 "seed_slider": self.rect(self.latent_panel.tag("seed"), slider=True),
@@ -444,6 +446,44 @@ class Explorer:
                              if dpg.does_item_exist(f"{p.key}.header")},
             "train": self.train_panel.test_state(),
             "invert": self.invert_panel.test_state(),
+            "preview": self.perf_panel.preview_state(),
+        }
+        self._layout_cache = (now, key, state)
+        return state
+
+    def test_state(self) -> dict:
+        info = self.info
+        return {
+            "pid": os.getpid(),
+            "time": time.time(),
+            "ui_frames": self.ui_frames,
+            "frames_shown": self.frames_shown,
+            "displayed_at": self.displayed_at,
+            "status": self.status_text,
+            "status_error": self.status_error,
+            "loading": self._loading,
+            "model": None if info is None else {
+                "key": info.key, "path": info.path, "resolution": info.resolution, "c_dim": info.c_dim,
+                "label": info.label, "has_noise": info.has_noise, "num_ws": info.num_ws,
+                "class_names": list(info.class_names), "device": info.device},
+            "settings": None if self.current_settings is None else self.current_settings.to_dict(),
+            "displayed": None if self.frame is None else self.frame.settings.to_dict(),
+            "displayed_preview": self.frame is not None and self.frame.preview,
+            "mouse_held": self.mouse_held,  # as the app saw it after the last frame (tests wait on these in drags)
+            "mouse_pos": list(self._mouse or (0, 0)),
+            "image_shape": list(self.view.shape or (0, 0)),
+            "frame_view": self.view.summary(),
+            "texture_file_settings": self.texture_file_settings,
+            "ui_work_ms": sorted(self.work_times_ms)[len(self.work_times_ms) // 2] if self.work_times_ms else 0.0,
+            "viewport": [dpg.get_viewport_client_width(), dpg.get_viewport_client_height()],
+            "main_window": [dpg.get_item_width("main"), dpg.get_item_height("main")],
+            "ui_fps": self.ui_fps,
+            "last_latency_ms": self.last_latency_ms,
+            "last_latency_parts": self.last_latency_parts,
+            "renderer_stats": dict(self.renderer.stats),
+            "renderer_busy": self.renderer.busy(),
+            "render_ms": self.renderer.stats["last_render_ms"],
+            **self._layout_state(),
         }
 
     def _write_test_texture(self, frame: Frame) -> None:
@@ -484,24 +524,37 @@ class Explorer:
             if ckpt_path:
                 self.open_checkpoint(ckpt_path)
             start = last = self.clock()
+            jobs, early_ok = None, True
             while dpg.is_dearpygui_running():
                 t_work = self.clock()
-                had_callbacks = self.run_callbacks()
+                had_callbacks = self.run_callbacks(jobs)
                 self._fit_main_window()
                 self.tick()
                 dpg.render_dearpygui_frame()
-                work_ms = (self.clock() - t_work) * 1000
-                # Own frame cap (vsync does not throttle under Xvfb/llvmpipe); drop to IDLE_FPS when idle,
-                # because drawing the UI competes with torch for the same CPU cores.
-                fps = self.fps_cap if self._is_active(had_callbacks) else min(IDLE_FPS, self.fps_cap)
-                budget = 1.0 / max(fps, 1) - (self.clock() - last)
-                if budget > 0:
-                    time.sleep(budget)
                 now = self.clock()
-                self.after_render((now - last) * 1000, work_ms)
+                self.after_render((now - last) * 1000, (now - t_work) * 1000)  # the frame is on screen now
                 last = now
                 if exit_after is not None and now - start > exit_after:
                     break
+                # Own frame cap (vsync does not throttle under Xvfb/llvmpipe); drop to IDLE_FPS when idle,
+                # because drawing the UI competes with torch for the same CPU cores. But Dear PyGui reads input
+                # only while it draws, so an edit shows one frame after the frame that read it: draw that next
+                # frame at once (and one whose image the renderer just finished), at most once between two
+                # capped frames, instead of adding a whole frame period to every slider move.
+                fps = self.fps_cap if self._is_active(had_callbacks) else min(IDLE_FPS, self.fps_cap)
+                self._wake.clear()  # before looking: a frame finished after the look still wakes the wait
+                jobs = dpg.get_callback_queue() or []
+                if early_ok and (jobs or self.renderer.has_frame() or self._incoming is not None):
+                    early_ok = False
+                    continue
+                budget = 1.0 / max(fps, 1) - (self.clock() - t_work)
+                woke = False
+                if budget > 0:
+                    if early_ok:
+                        woke = self._wake.wait(budget)
+                    else:
+                        time.sleep(budget)
+                early_ok = not woke
         finally:
             self.invert_panel.close()  # an inversion nobody will load is not left running
             self.renderer.close()
@@ -513,7 +566,8 @@ class Explorer:
 def run_app(ckpt_path: str | None, device: str = "auto", fps: int = 60, test_state_file: str | None = None,
             width: int = 1600, height: int = 1000, exit_after: float | None = None,
             recent_file: str | None = None, torch_threads: int | None = None, frame_path: str = "auto",
-            test_texture_file: str | None = None) -> int:
+            test_texture_file: str | None = None, bf16: str = "auto", plain_preview: bool = True,
+            progressive: bool = True) -> int:
     problem = display_problem()
     if problem is not None:
         print(f"{NO_DISPLAY_HINT} [{problem}]", file=sys.stderr)
@@ -521,7 +575,8 @@ def run_app(ckpt_path: str | None, device: str = "auto", fps: int = 60, test_sta
     try:
         app = Explorer(device=device, fps_cap=fps, test_state_file=test_state_file,
                        recent_file=Path(recent_file) if recent_file else None, torch_threads=torch_threads,
-                       frame_path=frame_path, test_texture_file=test_texture_file)
+                       frame_path=frame_path, test_texture_file=test_texture_file, bf16=bf16,
+                       plain_preview=plain_preview, progressive=progressive)
     except SGXLError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -550,9 +605,16 @@ def _cli(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--frame-path", choices=FRAME_PATHS, default="auto",
                    help="how frames reach the screen: auto (OpenGL texture uploads, from CUDA where it can, else "
                         "Dear PyGui raw textures), gl, gl-pbo (via a pixel-buffer object) or raw")
+    p.add_argument("--bf16", choices=("auto", "off"), default="auto",
+                   help="previews in bf16 where this CPU measures it faster (needs AVX512-BF16 or AMX; default auto)")
+    p.add_argument("--no-plain-preview", action="store_true",
+                   help="previews keep the last stage's anti-aliasing filters (default: skipped where faster)")
+    p.add_argument("--no-progressive", action="store_true",
+                   help="render every frame exactly, also while dragging (no previews)")
     a = p.parse_args(argv)
     return run_app(a.ckpt or a.ckpt_pos, a.device, a.fps, a.test_state_file, a.width, a.height, a.exit_after,
-                   a.recent_file, a.threads, a.frame_path, a.test_texture_file)
+                   a.recent_file, a.threads, a.frame_path, a.test_texture_file, a.bf16, not a.no_plain_preview,
+                   not a.no_progressive)
 
 
 if __name__ == "__main__":

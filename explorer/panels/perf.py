@@ -1,4 +1,11 @@
-"""Performance: render time, UI frame rate, how frames reach the screen (GL facts, upload time), memory, cache."""
+"""Performance: render time, UI frame rate, how frames reach the screen (GL facts, upload time), memory, cache;
+the preview switches.
+
+The preview switches: "bf16" (on CPUs with native bfloat16, the renderer measures which layers run faster
+in bf16 and uses them while the user drags), "skip the last stage's anti-aliasing" (its same-rate layers'
+leaky ReLU without oversampling and low-pass, where measured faster) and "progressive" (previews while
+dragging, the exact float32 frame when the input rests). A captured frame is always the exact one.
+"""
 
 from __future__ import annotations
 
@@ -44,9 +51,49 @@ class PerfPanel(Panel):
         dpg.add_input_int(label="FPS cap", tag=self.tag("fps"), default_value=self.app.fps_cap, width=100,
                           min_value=1, max_value=240, min_clamped=True, max_clamped=True,
                           callback=self._on_fps)
+        r = self.app.renderer
+        dpg.add_checkbox(label="preview: bf16 where faster", tag=self.tag("bf16"), default_value=r.bf16_enabled,
+                         callback=self._on_bf16)
+        dpg.add_checkbox(label="preview: last stage without anti-aliasing", tag=self.tag("plain"),
+                         default_value=r.plain_preview, callback=self._on_plain)
+        dpg.add_checkbox(label="progressive: preview while dragging, exact frame at rest", tag=self.tag("progressive"),
+                         default_value=r.progressive, callback=self._on_progressive)
+        dpg.add_text("", tag=self.tag("preview"), wrap=LEFT_TEXT_WRAP)
+        self._refresh_preview()
 
     def _on_fps(self, sender, value, user_data=None) -> None:
         self.app.fps_cap = int(value)
+
+    def _on_bf16(self, sender, value, user_data=None) -> None:
+        self.app.renderer.set_bf16(bool(value))
+        self._refresh_preview()
+
+    def _on_plain(self, sender, value, user_data=None) -> None:
+        self.app.renderer.set_plain_preview(bool(value))
+        self._refresh_preview()
+
+    def _on_progressive(self, sender, value, user_data=None) -> None:
+        self.app.renderer.set_progressive(bool(value))
+        self._refresh_preview()
+
+    def preview_state(self) -> dict:
+        """The renderer's preview status as plain values (the Performance panel's text, tests)."""
+        st = self.app.renderer.preview_status()
+        plan = st.pop("plan")
+        st["plan"] = None if plan is None else {"conv": sorted(plan.conv), "fir": sorted(plan.fir),
+                                                "plain": sorted(plan.plain),
+                                                "speedup": round(plan.predicted_speedup(), 3)}
+        st["text"] = preview_text(st, plan)
+        return st
+
+    def _refresh_preview(self) -> None:
+        st = self.preview_state()
+        if dpg.does_item_exist(self.tag("preview")):
+            dpg.set_value(self.tag("preview"), st["text"])
+            # Nothing to switch on where the CPU has no native bf16 (or the model runs on CUDA).
+            on_cpu = st["state"] != "unsupported"
+            dpg.configure_item(self.tag("bf16"), enabled=on_cpu and st["bf16_support"] is not None)
+            dpg.configure_item(self.tag("plain"), enabled=on_cpu)
 
     def summary(self) -> dict:
         app, r = self.app, self.app.renderer
@@ -75,7 +122,9 @@ class PerfPanel(Panel):
             return
         self._next_update = now + 0.25
         s = self.summary()
-        lines = [f"render {s['render_ms_last']:.1f} ms (median {s['render_ms_median']:.1f})",
+        preview_ms = self.app.renderer.stats["last_preview_ms"]
+        lines = [f"render {s['render_ms_last']:.1f} ms (median {s['render_ms_median']:.1f})"
+                 + (f", preview {preview_ms:.1f} ms" if preview_ms else ""),
                  f"UI {s['ui_fps']:.1f} fps, frame {s['ui_frame_ms']:.1f} ms ({s['ui_work_ms']:.1f} ms of work)",
                  f"frames: {s['frame_path']} ({PATH_NOTES.get(s['frame_path'], '')})",
                  f"upload {s['upload_ms_last']:.2f} ms per new frame (median {s['upload_ms_median']:.2f})"
@@ -92,3 +141,28 @@ class PerfPanel(Panel):
             lines.append(f"OpenGL path off: {s['fallback_reason']}")
         dpg.set_value(self.tag("text"), "\n".join(lines))
         dpg.set_value(self.tag("plot"), list(self.app.frame_times_ms) or [0.0])
+        self._refresh_preview()
+
+
+LEFT_TEXT_WRAP = 390
+
+
+def preview_text(st: dict, plan) -> str:
+    """Two or three lines on previews: what runs while dragging, and this CPU's bf16."""
+    state = st["state"]
+    if state == "unsupported":
+        head = "previews: none on CUDA (the exact frame every time)"
+    elif state == "off":
+        head = "previews: off (the exact frame every time)"
+    elif state in ("waiting", "measuring"):
+        head = "previews: measuring which layers are faster ..."
+    elif state == "unavailable":
+        head = "previews: not for this model family (no per-layer access)"
+    elif state == "no gain":
+        head = "previews: measured, nothing switched on is faster here"
+    else:
+        head = f"previews: {plan.summary()}"
+    support = st["bf16_support"]
+    bf16 = (f"bf16: {support}" + ("" if st["bf16"] else ", switched off")) if support else \
+        "bf16: not on this CPU (no AVX512-BF16 or AMX)"
+    return "\n".join([head, bf16] + ([] if st["progressive"] else ["progressive off: every frame exact"]))

@@ -130,12 +130,30 @@ class ExplorerProcess:
 
     def wait_shown(self, what: str, pred: Callable[[dict], bool] = lambda st: True,
                    timeout: float = 90.0) -> dict:
-        """Wait until the frame on screen is the one the widgets ask for (and `pred` holds) + 2 UI frames."""
+        """Wait until the frame on screen is the exact one (not a preview) the widgets ask for (and `pred`
+        holds) + 2 UI frames."""
         st = self.wait_for(what, lambda s: s["displayed"] is not None and s["displayed"] == s["settings"]
-                           and pred(s), timeout)
+                           and not s["displayed_preview"] and pred(s), timeout)
         frames = st["ui_frames"]
         return self.wait_for(f"{what} (drawn)", lambda s: s["ui_frames"] >= frames + 2
                              and s["displayed"] == st["displayed"], timeout=30)
+
+    def drag(self, y: int, x0: int, xs: list[int], what: str) -> None:
+        """Press at (x0, y), move through `xs` holding the button, release; each event waits until the app
+        has read it. (Timed sleeps between xdotool events fail on a busy machine: when a move and the
+        release land in one UI frame, Dear PyGui lets go of the slider before it follows the move.)"""
+        def at(x: int) -> Callable[[dict], bool]:
+            return lambda s: s.get("mouse_pos") == [float(x), float(y)]
+
+        self.xdotool("mousemove", x0, y)
+        self.wait_for(f"{what}: pointer at the start", at(x0))
+        self.xdotool("mousedown", 1)
+        self.wait_for(f"{what}: button down", lambda s: s.get("mouse_held"))
+        for x in xs:
+            self.xdotool("mousemove", x, y)
+            self.wait_for(f"{what}: pointer at {x}", at(x))
+        self.xdotool("mouseup", 1)
+        self.wait_for(f"{what}: button up", lambda s: not s.get("mouse_held"))
 
     def xdotool(self, *args: object) -> None:
         subprocess.run(["xdotool", *map(str, args)], check=True, env=dict(os.environ, DISPLAY=self.display),

@@ -85,8 +85,7 @@ def test_explorer_drag_click_and_pixels_match_core(launch, gui_tools, tiny_ckpt:
     y = int(r["y"] + r["h"] / 2)
     x0, x1 = slider_x(r, 1.0), slider_x(r, -0.6)
     xm = (x0 + x1) // 2
-    app.xdotool("mousemove", x0, y, "sleep", 0.15, "mousedown", 1, "sleep", 0.15, "mousemove", xm, y,
-                "sleep", 0.15, "mousemove", x1, y, "sleep", 0.15, "mouseup", 1)
+    app.drag(y, x0, [xm, x1], "psi drag")
     st = app.wait_shown("psi drag", lambda s: s["settings"]["psi"] < 0.0)
     assert -0.9 < st["settings"]["psi"] < -0.3
     shot1 = app.screenshot("02_psi_dragged")
@@ -98,8 +97,7 @@ def test_explorer_drag_click_and_pixels_match_core(launch, gui_tools, tiny_ckpt:
     r = st["rects"]["seed_slider"]
     y = int(r["y"] + r["h"] / 2)
     x0, x1 = slider_x(r, 0), slider_x(r, 400)
-    app.xdotool("mousemove", x0, y, "sleep", 0.15, "mousedown", 1, "sleep", 0.15,
-                "mousemove", x1, y, "sleep", 0.15, "mouseup", 1)
+    app.drag(y, x0, [x1], "seed drag")
     st = app.wait_shown("seed drag", lambda s: s["settings"]["seeds"][0][0] > 100)
     shot2 = app.screenshot("03_seed_dragged")
     img2 = view_region(shot2, st["rects"]["image"], res)
@@ -136,6 +134,31 @@ def test_explorer_drag_click_and_pixels_match_core(launch, gui_tools, tiny_ckpt:
           f"changes: psi {mad(img1, img0):.1f}, seed {mad(img2, img1):.1f}, class {mad(img3, img2):.1f}, "
           f"grid {mad(img4, img3):.1f}")
     assert not st["status_error"], st["status"]
+
+
+def test_drag_shows_previews_and_ends_on_the_exact_frame(launch, gui_tools, tiny_ckpt: Path) -> None:
+    """Progressive refinement in the real window: while the psi slider is held and moved the view may show
+    bf16 previews; once the input rests the exact frame of the last position is on screen, and stays."""
+    app = launch(tiny_ckpt)
+    app.wait_shown("first frame", timeout=60)
+    # The bf16 plan is measured in the background after the load; previews need it settled.
+    st = app.wait_for("bf16 plan", lambda s: s["preview"]["state"] not in ("waiting", "measuring"), timeout=120)
+    previews_possible = st["preview"]["state"] == "ready" and st["preview"]["progressive"]
+    res = st["model"]["resolution"]
+    r = st["rects"]["psi_slider"]
+    y = int(r["y"] + r["h"] / 2)
+    xs = [slider_x(r, v) for v in (1.0, 0.8, 0.6, 0.4, 0.2, 0.0)]
+    app.drag(y, xs[0], xs[1:], "psi drag")
+    st = app.wait_shown("exact frame at rest", lambda s: abs(s["settings"]["psi"]) < 0.1)
+    assert not st["displayed_preview"] and st["displayed"] == st["settings"]
+    if previews_possible:  # this CPU has native bf16 and some layer measured faster in it
+        assert st["renderer_stats"]["previews"] >= 1, st["renderer_stats"]
+    img = view_region(app.screenshot("07_exact_after_drag"), st["rects"]["image"], res)
+    assert mad(img, core_image(tiny_ckpt, st["settings"])) < MATCH
+    frames = st["ui_frames"]
+    later = app.wait_for("more UI frames", lambda s: s["ui_frames"] >= frames + 10)
+    assert later["displayed"] == st["displayed"] and not later["displayed_preview"]  # nothing replaced it
+    print(f"preview: {st['preview']['text']}; renderer {st['renderer_stats']}")
 
 
 def test_bad_checkpoint_shows_in_status_bar_and_app_keeps_running(launch, tmp_path: Path) -> None:

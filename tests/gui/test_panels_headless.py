@@ -18,6 +18,7 @@ from PIL import Image
 
 from core.errors import SGXLError
 from core.io.checkpoint import load_checkpoint
+from core.networks import precision
 from core.sampling import style_mix, to_uint8, ws_from_seeds, z_from_seed
 from explorer.app import Explorer, display_problem
 from explorer.app import main as explorer_main
@@ -239,6 +240,34 @@ def test_perf_panel_reports(app: Explorer) -> None:
     assert app.fps_cap == 20
 
 
+def test_perf_panel_preview_switches(app: Explorer, monkeypatch) -> None:
+    r = app.renderer
+    st = app.perf_panel.preview_state()
+    assert st["bf16"] and st["plain"] and st["progressive"]  # shipped defaults
+    assert st["bf16_support"] == precision.cpu_bf16_support()
+    if st["bf16_support"] is None:
+        assert "bf16: not on this CPU" in st["text"]
+        assert not dpg.get_item_configuration("perf.bf16")["enabled"]
+    names = app.info.layer_names
+    plan = precision.PrecisionPlan(conv=frozenset(names[1:3]), plain=frozenset(names[-2:-1]))
+    monkeypatch.setattr(r, "bf16_support", "AVX512-BF16")  # as on a CPU with native bf16
+    r.set_preview_plan(plan)
+    app.perf_panel.tick(app.clock() + 1)
+    text = dpg.get_value("perf.preview")
+    assert "previews: bf16 convs in 2 layers, no anti-aliasing in 1 (last stage)" in text
+    assert "bf16: AVX512-BF16" in text and r.preview_plan == plan
+    app.invoke("perf.bf16", False)  # the plain layers stay
+    assert r.preview_plan == precision.PrecisionPlan(plain=plan.plain)
+    assert "switched off" in dpg.get_value("perf.preview")
+    app.invoke("perf.plain", False)  # nothing left: no previews
+    assert r.preview_plan is None and "previews: off" in dpg.get_value("perf.preview")
+    app.invoke("perf.bf16", True)
+    app.invoke("perf.plain", True)
+    assert r.preview_plan == plan
+    app.invoke("perf.progressive", False)
+    assert not r.progressive and "progressive off" in dpg.get_value("perf.preview")
+
+
 def test_render_error_goes_to_status_bar(app: Explorer) -> None:
     app.state.layer = "no_such_layer"  # as if a stale widget value slipped through
     app.tick()  # requests the frame; the error comes back as a renderer event ...
@@ -302,7 +331,6 @@ def test_cuda_frames_without_interop_take_the_host_copy_with_one_log_line(app: E
     view = FrameView(app.texture_registry, app.image_tag, log=lines.append)
     view._gl = object()  # as if OpenGL were up: only the interop's own set-up is under test
     rgba = np.zeros((2, 2, 4), np.uint8)
-    frame = Frame(settings=RenderSettings(), generation=0, rgb=rgba[..., :3].astype(np.float32), render_ms=0.0,
-                  rgba=rgba, device_rgba=torch.from_numpy(rgba))
+    frame = Frame(settings=RenderSettings(), generation=0, rgba=rgba, render_ms=0.0, device_rgba=torch.from_numpy(rgba))
     assert not view._cuda_ready(frame) and not view._cuda_ready(frame)
     assert len(lines) == 1 and "CUDA-OpenGL interop unavailable" in lines[0] and "host memory" in lines[0]
