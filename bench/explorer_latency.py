@@ -10,10 +10,22 @@ holds the psi slider with xdotool and moves it step by step. For every step:
 - render: the worker's render time.
 
 Then it moves back over positions already visited (frames come from the cache) and measures the
-same. UI fps is counted from the app's frame counter while the mouse is held (full rate) and with
-no input (idle rate).
+same, and finally steps to a few new positions and rests on each: the time to the *exact* frame
+(with progressive refinement the first frame of a move is a preview; the exact one follows at rest).
+UI fps is counted from the app's frame counter while the mouse is held (full rate) and with no input
+(idle rate).
 
-    python -m bench.explorer_latency [--res 64] [--steps 20] [--fps 60]
+Every combination of `--models`, `--dtype` and `--progressive` is one explorer session; `--rounds`
+repeats them interleaved (so a change in the machine's load hits all alike) and one table reports
+medians over all rounds. `--before DIR` adds sessions of another checkout (e.g. `git archive main`
+unpacked in a folder) per model, interleaved too: before/after ratios from the same run.
+
+    python -m bench.explorer_latency [--models tiny,demo,paper256] [--res 64] [--dtype float32,bf16]
+        [--progressive off,on] [--before DIR] [--rounds 1] [--steps 20] [--fps 60]
+
+Models: `tiny` (random weights, --res), `demo` (assets/demo.sgxl), `paper256` (random weights, the
+paper's ImageNet layer structure at 256x256 - 16x16 stem of 10 layers, 7-layer heads - at 1/32 of its
+width: channel_base 2048, channel_max 32), or a checkpoint path. `--ckpt PATH` = `--models PATH`.
 
 `--upload ...` runs bench/frame_upload.py instead: a new frame's upload cost and UI fps per frame path
 (OpenGL texture uploads, CUDA-GL, raw textures) at 64^2, 256^2, 1024^2, with synthetic frames.
@@ -36,7 +48,7 @@ import torch
 
 from bench.common import environment, print_table, start_xvfb, write_json
 from core.io.checkpoint import save_checkpoint
-from core.networks.generator import Generator
+from core.networks.generator import Generator, GeneratorConfig
 from core.networks.presets import preset_config
 
 REPO = Path(__file__).resolve().parents[1]
@@ -72,49 +84,80 @@ def summarize(name: str, xs: list[float]) -> dict:
             "p95_ms": round(percentile(xs, 0.95), 1), "n": len(xs)}
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else list(argv)
-    if "--upload" in argv:  # frame uploads per path and size: bench/frame_upload.py
-        from bench.frame_upload import main as frame_upload
+PAPER_WIDTH = 1 / 32  # of the paper's channel_base 65536 / channel_max 1024
+PREVIEW_READY = ("ready", "no gain", "unsupported", "unavailable", "off")  # the bf16 plan is settled
+METRICS = ("render", "preview", "fresh", "fresh_in_app", "cached", "exact_at_rest", "to_screen")
 
-        return frame_upload([x for x in argv if x != "--upload"])
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--res", type=int, default=64)
-    p.add_argument("--steps", type=int, default=20)
-    p.add_argument("--fps", type=int, default=60, help="the explorer's frame cap (default 60, as shipped)")
-    p.add_argument("--threads", type=int, help="the explorer's torch threads (default: its own choice)")
-    p.add_argument("--ckpt", help="checkpoint to open (default: a random 'tiny' generator at --res), e.g. "
-                   "assets/demo.sgxl")
-    a = p.parse_args(argv)
-    for tool in ("Xvfb", "xdotool"):
-        if shutil.which(tool) is None:
-            print(f"skipped: {tool} is not installed (apt-get install xvfb xdotool)")
-            return 0
 
-    work = Path(tempfile.mkdtemp(prefix="sgxl-latency-"))
-    if a.ckpt:
-        ckpt = Path(a.ckpt).resolve()
-    else:
+def paper_structure_config(resolution: int = 256, width: float = PAPER_WIDTH, c_dim: int = 10) -> GeneratorConfig:
+    """The paper's ImageNet generator layout (preset `imagenet`) at `resolution`, channels scaled by `width`."""
+    cfg = preset_config("imagenet", resolution, c_dim=c_dim)
+    cfg.synthesis.channel_base = int(cfg.synthesis.channel_base * width)
+    cfg.synthesis.channel_max = int(cfg.synthesis.channel_max * width)
+    return cfg
+
+
+def model_checkpoint(name: str, res: int, work: Path) -> Path:
+    """A checkpoint for a --models entry (random weights, seed 0, for the presets)."""
+    if name == "demo":
+        return REPO / "assets" / "demo.sgxl"
+    if name in ("tiny", "paper256"):
         torch.manual_seed(0)
-        G = Generator(preset_config("tiny", a.res, c_dim=5)).eval()
-        ckpt = save_checkpoint(work / f"tiny{a.res}.sgxl", G, {"kimg": 0})
-    xvfb, display = start_xvfb()
+        cfg = preset_config("tiny", res, c_dim=5) if name == "tiny" else paper_structure_config(256)
+        return save_checkpoint(work / f"{name}.sgxl", Generator(cfg).eval(), {"kimg": 0})
+    path = Path(name).resolve()
+    if not path.exists():
+        raise SystemExit(f"error: no checkpoint {name} (models: tiny, demo, paper256 or a path)")
+    return path
+
+
+def thread_cpu_s(pid: int) -> tuple[float, float]:
+    """(CPU seconds of the process's main thread = the explorer's UI thread, of all its other threads).
+
+    From /proc (utime + stime): unlike wall-clock latencies these do not grow when other processes take
+    the cores, so they compare the UI thread's own work per frame across checkouts on a busy machine."""
+    tick = os.sysconf("SC_CLK_TCK")
+
+    def cpu(path: str) -> float:
+        fields = Path(path).read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / tick  # utime, stime (fields 14, 15 of stat)
+
+    main, total = cpu(f"/proc/{pid}/task/{pid}/stat"), cpu(f"/proc/{pid}/stat")
+    return main, total - main
+
+
+def session(repo: Path, ckpt: Path, display: str, app_args: list[str], steps: int, work: Path) -> dict:
+    """One explorer run on `ckpt` (from checkout `repo`): drag psi over `steps` new positions, back over
+    them (cached), then rest on a few new ones. Returns the raw samples (ms) and the UI frame rates."""
     state = work / "state.json"
-    env = dict(os.environ, DISPLAY=display, PYTHONPATH=str(REPO))
-    app = subprocess.Popen([sys.executable, "-m", "explorer.app", "--ckpt", str(ckpt), "--device", "cpu",
-                            "--fps", str(a.fps), "--test-state-file", str(state), "--recent-file",
-                            str(work / "recent.json"), "--exit-after", "600",
-                            *(["--threads", str(a.threads)] if a.threads else [])],
-                           cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    state.unlink(missing_ok=True)
+    env = dict(os.environ, DISPLAY=display, PYTHONPATH=str(repo))
+    env.pop("WAYLAND_DISPLAY", None)
+    log_path = work / "explorer.log"
+    with open(log_path, "w") as log:
+        app = subprocess.Popen([sys.executable, "-m", "explorer.app", "--ckpt", str(ckpt), "--device", "cpu",
+                                "--test-state-file", str(state), "--recent-file", str(work / "recent.json"),
+                                "--exit-after", "900", *app_args],
+                               cwd=repo, env=env, stdout=log, stderr=subprocess.STDOUT)
 
     def xdo(*args: object) -> None:
         subprocess.run(["xdotool", *map(str, args)], check=True, env=env)
 
+    def exact(s: dict) -> bool:
+        return s["displayed"] == s["settings"] and not s.get("displayed_preview", False)
+
+    rows: dict[str, list[float]] = {m: [] for m in METRICS}
     try:
-        st = wait_state(state, lambda s: s["displayed"] is not None and s["displayed"] == s["settings"])
+        try:
+            st = wait_state(state, lambda s: s["displayed"] is not None and exact(s), timeout=300)
+        except TimeoutError:
+            raise RuntimeError(f"no first frame from the explorer ({repo}, exit code {app.poll()}):\n"
+                               f"{log_path.read_text()[-2000:]}") from None
+        # The bf16 plan is measured in the background after the load: start once it is settled.
+        wait_state(state, lambda s: s.get("preview", {}).get("state", "off") in PREVIEW_READY, timeout=600)
         # Idle frame rate: no input, nothing rendering (the class thumbnails finish first).
         time.sleep(1.0)
-        wait_state(state, lambda s: not s["renderer_busy"] and s["renderer_stats"]["renders"] >= 1)
+        wait_state(state, lambda s: not s["renderer_busy"] and s["renderer_stats"]["renders"] >= 1, timeout=300)
         time.sleep(1.5)
         s0 = read_state(state)
         time.sleep(3.0)
@@ -125,51 +168,131 @@ def main(argv: list[str] | None = None) -> int:
         y = int(r["y"] + r["h"] / 2)
         x_start = int(r["x"] + 8)
         span = r["frame_w"] - 16
-        xs = [x_start + int(span * (i + 1) / (a.steps + 1)) for i in range(a.steps)]
+        n = steps + 5
+        xs = [x_start + int(span * (i + 1) / (n + 1)) for i in range(n)]
+        drag, rest = xs[:steps], xs[steps:]
         xdo("mousemove", x_start, y, "sleep", 0.2, "mousedown", 1, "sleep", 0.3)
-        wait_state(state, lambda s: s["displayed"] == s["settings"])
-        rows: dict[str, list[float]] = {"end_to_end": [], "in_app": [], "queue": [], "render": [],
-                                        "to_screen": [], "end_to_end_cached": [], "in_app_cached": []}
+        wait_state(state, exact, timeout=300)
         t_drag0 = time.time()
         f_drag0 = read_state(state)["ui_frames"]
-        # Forward: every position is new (rendered). Backward: revisits (served from the cache).
-        for phase, positions in (("", xs), ("_cached", xs[-2::-1])):
+        cpu0 = thread_cpu_s(app.pid)
+        # Forward: every position is new (rendered: a preview when progressive). Backward: revisits (cached).
+        for phase, positions in (("fresh", drag), ("cached", drag[-2::-1])):
             for x in positions:
                 before = read_state(state)["settings"]["psi"]
                 t0 = time.time()
                 xdo("mousemove", x, y)
                 st = wait_state(state, lambda s, b=before, t=t0: s["settings"]["psi"] != b
-                                and s["displayed"] == s["settings"] and s["displayed_at"] >= t, timeout=60)
-                rows["end_to_end" + phase].append((st["displayed_at"] - t0) * 1000)
-                rows["in_app" + phase].append(st["last_latency_ms"])
-                if not phase:
-                    for part, ms in st["last_latency_parts"].items():
-                        rows[part.removesuffix("_ms")].append(ms)
+                                and s["displayed"] == s["settings"] and s["displayed_at"] >= t, timeout=120)
+                rows[phase].append((st["displayed_at"] - t0) * 1000)
+                if phase == "fresh":
+                    parts = st["last_latency_parts"]
+                    rows["fresh_in_app"].append(st["last_latency_ms"])
+                    rows["preview" if st.get("displayed_preview") else "render"].append(parts["render_ms"])
+                    rows["to_screen"].append(parts["to_screen_ms"])
                 time.sleep(0.1)
         s_end = read_state(state)
-        drag_fps = (s_end["ui_frames"] - f_drag0) / (s_end["time"] - t_drag0)
+        cpu1 = thread_cpu_s(app.pid)
+        frames = max(1, s_end["ui_frames"] - f_drag0)
+        drag_fps = frames / (s_end["time"] - t_drag0)
+        ui_cpu_ms = (cpu1[0] - cpu0[0]) * 1000 / frames  # the UI thread's CPU per UI frame while dragging
+        worker_cpu_share = (cpu1[1] - cpu0[1]) / (s_end["time"] - t_drag0)  # the other threads (renderer)
+        # Rest on new positions (mouse still held): the time until the exact frame is on screen.
+        for x in rest:
+            before = read_state(state)["settings"]["psi"]
+            t0 = time.time()
+            xdo("mousemove", x, y)
+            st = wait_state(state, lambda s, b=before, t=t0: s["settings"]["psi"] != b and exact(s)
+                            and s["displayed_at"] >= t, timeout=120)
+            rows["exact_at_rest"].append((st["displayed_at"] - t0) * 1000)
+            rows["render"].append(st["last_latency_parts"]["render_ms"])  # the worker's time for the exact frame
         xdo("mouseup", 1)
+        plan = (read_state(state) or {}).get("preview", {})
     finally:
         app.terminate()
         try:
             app.wait(timeout=10)
         except subprocess.TimeoutExpired:
             app.kill()
+    return {"samples": rows, "ui_fps_dragging": drag_fps, "ui_fps_idle": idle_fps, "preview": plan,
+            "ui_cpu_ms_per_frame": ui_cpu_ms, "other_threads_cpu_share": worker_cpu_share}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if "--upload" in argv:  # frame uploads per path and size: bench/frame_upload.py
+        from bench.frame_upload import main as frame_upload
+
+        return frame_upload([x for x in argv if x != "--upload"])
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--models", default="tiny", help="comma-separated: tiny, demo, paper256 or checkpoint paths")
+    p.add_argument("--ckpt", help="checkpoint to open (same as --models PATH), e.g. assets/demo.sgxl")
+    p.add_argument("--res", type=int, default=64, help="resolution of the random 'tiny' model (default 64)")
+    p.add_argument("--dtype", default="bf16", help="float32, bf16 (previews, where the CPU has it) or both: "
+                   "float32,bf16 (default bf16, as shipped)")
+    p.add_argument("--progressive", default="on", help="on, off or both: off,on (default on, as shipped)")
+    p.add_argument("--before", help="also run this (older) checkout's explorer per model, interleaved")
+    p.add_argument("--rounds", type=int, default=1, help="interleaved repetitions of every session")
+    p.add_argument("--steps", type=int, default=20)
+    p.add_argument("--fps", type=int, default=60, help="the explorer's frame cap (default 60, as shipped)")
+    p.add_argument("--threads", type=int, help="the explorer's torch threads (default: its own choice)")
+    a = p.parse_args(argv)
+    for tool in ("Xvfb", "xdotool"):
+        if shutil.which(tool) is None:
+            print(f"skipped: {tool} is not installed (apt-get install xvfb xdotool)")
+            return 0
+    dtypes = [d.strip() for d in a.dtype.split(",")]
+    progressive = [v.strip() for v in a.progressive.split(",")]
+    if not set(dtypes) <= {"float32", "bf16"} or not set(progressive) <= {"on", "off"}:
+        p.error("--dtype takes float32 and/or bf16, --progressive on and/or off")
+    base = ["--fps", str(a.fps), *(["--threads", str(a.threads)] if a.threads else [])]
+    work = Path(tempfile.mkdtemp(prefix="sgxl-latency-"))
+    models = [a.ckpt] if a.ckpt else [m.strip() for m in a.models.split(",")]
+    ckpts = {m: model_checkpoint(m, a.res, work) for m in models}
+    configs = []  # (label, model, repo, app args)
+    for m in models:
+        if a.before:
+            configs.append(("before", m, Path(a.before).resolve(), base))
+        for d in dtypes:
+            for pr in progressive:
+                args = [*base, "--bf16", "auto" if d == "bf16" else "off"]
+                args += ["--no-progressive"] if pr == "off" else []
+                configs.append((f"{d}, progressive {pr}", m, REPO, args))
+    xvfb, display = start_xvfb()
+    results: dict[tuple[str, str], list[dict]] = {}
+    try:
+        for _ in range(a.rounds):
+            for label, m, repo, args in configs:
+                results.setdefault((m, label), []).append(session(repo, ckpts[m], display, args, a.steps, work))
+    finally:
         xvfb.terminate()
         shutil.rmtree(work, ignore_errors=True)
 
-    table = [summarize(name.replace("_", " "), xs) for name, xs in rows.items()]
-    print(f"explorer latency at {a.res}x{a.res}, fps cap {a.fps}, {environment()['device']}, "
-          f"torch {torch.__version__}, load average {os.getloadavg()[0]:.2f}")
-    print_table(table, ["metric", "median_ms", "p95_ms", "n"])
-    print(f"UI fps while dragging {drag_fps:.1f}, idle (no input) {idle_fps:.1f}")
+    table, raw = [], []
+    for (m, label), runs in results.items():
+        samples = {k: [x for r in runs for x in r["samples"][k]] for k in METRICS}
+        row = {"model": Path(m).name, "config": label}
+        for k in METRICS:
+            row[k] = round(statistics.median(samples[k]), 1) if samples[k] else ""
+        row["fps_drag"] = round(statistics.median(r["ui_fps_dragging"] for r in runs), 1)
+        row["ui_cpu_ms"] = round(statistics.median(r["ui_cpu_ms_per_frame"] for r in runs), 2)
+        row["render_cpu"] = round(statistics.median(r["other_threads_cpu_share"] for r in runs), 2)
+        row["fps_idle"] = round(statistics.median(r["ui_fps_idle"] for r in runs), 1)
+        table.append(row)
+        raw.append({"model": m, "config": label, "runs": runs,
+                    "median_ms": {k: row[k] for k in METRICS}, "p95_ms": {
+                        k: round(percentile(samples[k], 0.95), 1) for k in METRICS if samples[k]}})
+    print(f"explorer latency (medians, ms): {a.rounds} round(s), {a.steps} steps, fps cap {a.fps}, "
+          f"{environment()['device']}, torch {torch.__version__}, load average {os.getloadavg()[0]:.2f}")
+    print("  render/preview: the worker's time for an exact / preview frame; fresh: slider move -> new frame "
+          "on screen (end to end; fresh_in_app: from the app's request); cached: back over visited positions; "
+          "exact_at_rest: move and rest -> the exact frame on screen")
+    print("  ui_cpu_ms: the UI thread's CPU time per UI frame while dragging; render_cpu: the other threads' CPU "
+          "(cores busy) meanwhile - both from /proc, robust to other processes' load")
+    print_table(table, ["model", "config", *METRICS, "fps_drag", "fps_idle", "ui_cpu_ms", "render_cpu"])
     path = write_json("explorer_latency", {
-        "env": environment(), "resolution": a.res, "fps_cap": a.fps, "threads": a.threads, "steps": a.steps,
-        "load_average_1min": os.getloadavg()[0], "cpu_count": os.cpu_count(),
-        "ui_fps_dragging": drag_fps, "ui_fps_idle": idle_fps,
-        "latency_ms": {k: {"median": statistics.median(v), "p95": percentile(v, 0.95), "samples": v}
-                       for k, v in rows.items()},
-    })
+        "env": environment(), "fps_cap": a.fps, "threads": a.threads, "steps": a.steps, "rounds": a.rounds,
+        "load_average_1min": os.getloadavg()[0], "cpu_count": os.cpu_count(), "table": table, "sessions": raw})
     print(f"wrote {path}")
     return 0
 
