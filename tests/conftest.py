@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import os
+import sys
+
 import pytest
 import torch
 
-from core.networks.generator import Generator
-from tests.helpers import make_tiny_generator
+# Without a GPU the Triton kernels are tested in Triton's interpreter. `TRITON_INTERPRET` is read when
+# `triton.language` is first imported (its own library functions, e.g. `tl.zeros`, are `@jit`-decorated
+# then), and timm imports it: so it is set here, before any test module can import timm.
+if not torch.cuda.is_available() and "triton.language" not in sys.modules:
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+
+from core.networks.generator import Generator  # noqa: E402
+from tests.helpers import make_tiny_generator  # noqa: E402
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
