@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import os
 import sys
 import types
 from collections.abc import Callable
@@ -108,3 +110,15 @@ def writable_official(obj: object, fn: object) -> object:
     if isinstance(obj, InertObject):
         raise TypeError(f"cannot write {obj!r} back")
     return obj
+
+
+def no_links(monkeypatch: pytest.MonkeyPatch, kind: str) -> None:
+    """Make the filesystem behave as one whose best link is `kind`: "hardlink" (no symbolic links, as Windows
+    without the privilege) or "pointer" (neither, as FAT); "symlink" changes nothing."""
+    def refuse(*_args, **_kwargs):
+        raise OSError(errno.EPERM, "Operation not permitted")
+
+    if kind in ("hardlink", "pointer"):
+        monkeypatch.setattr(os, "symlink", refuse)
+    if kind == "pointer":
+        monkeypatch.setattr(os, "link", refuse)

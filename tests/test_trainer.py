@@ -12,11 +12,12 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from core.io.checkpoint import load_checkpoint
+from core.io.pointer import point_to
 from core.networks.discriminator import DiscriminatorConfig
 from core.networks.feature_nets import EfficientNetFeatures
 from core.training.loss import LossConfig
 from core.training.trainer import TrainConfig, Trainer, TrainingError, TrainState, build_generator_for
-from tests.helpers import ToyDataset
+from tests.helpers import ToyDataset, no_links
 
 
 @pytest.fixture(scope="module")
@@ -113,11 +114,15 @@ def test_resume_through_the_launcher_rebuilds_the_runs_discriminator(tmp_path: P
                                             snapshot_kimg=0.008, tick_kimg=0.004, d_input_size=64, seed=1,
                                             device="cpu", progress=False))
     part = tmp_path / "part"
-    part.mkdir()
-    shutil.copy(full / "snapshots" / "snapshot-000000008.sgxl", part / "latest.sgxl")
+    (part / "snapshots").mkdir(parents=True)
+    shutil.copy(full / "snapshots" / "snapshot-000000008.sgxl", part / "snapshots")
+    # On a filesystem with neither symbolic nor hard links, latest.sgxl is a pointer file; resume follows it.
+    no_links(monkeypatch, "pointer")
+    assert point_to(part / "latest.sgxl", part / "snapshots" / "snapshot-000000008.sgxl") == "pointer"
     launch.run_training(launch.TrainOptions(data="", out=str(part), resume=str(part), kimg=0.016, device="cpu",
                                             progress=False))
     assert opened == ["toy", "toy"]  # no --data: the dataset the snapshot records
+    assert (part / "latest.sgxl").stat().st_size < 200 and load_checkpoint(part / "latest.sgxl").kimg == 0.016
     ticks_full = [r for r in read_log(full) if "D_loss" in r and r["kimg"] > 0.008]
     ticks_resumed = [r for r in read_log(part) if "D_loss" in r]
     assert [r["kimg"] for r in ticks_resumed] == [0.012, 0.016]

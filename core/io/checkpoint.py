@@ -32,6 +32,7 @@ from core.errors import CheckpointError
 from core.io.files import atomic_open
 from core.io.loaded import Checkpoint
 from core.io.official import load_official_checkpoint
+from core.io.pointer import resolve_pointer
 from core.io.validate import (
     MAX_CONFIG_BYTES,
     check_class_names,
@@ -150,6 +151,7 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu", allow_
     path = Path(path)
     if path.suffix == ".pkl":
         return load_official_checkpoint(path, device=device)
+    path = resolve_pointer(path)  # a run's latest.sgxl may be a small pointer file (core/io/pointer.py)
     parts = _Parts(path)
     try:
         config = _read_config(parts)

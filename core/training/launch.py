@@ -22,6 +22,7 @@ from core.networks.generator import Generator
 from core.training.class_embeddings import find_class_embeddings
 from core.training.lock import RunLock
 from core.training.loss import ClassifierGuidance, LossConfig
+from core.training.run_dir import check_out_dir, move_run_aside
 from core.training.trainer import TrainConfig, Trainer, TrainState, build_generator_for
 
 
@@ -55,6 +56,8 @@ class TrainOptions:
     progress: bool = True
     metrics: list[str] | None = None  # computed at each snapshot, e.g. ["fd_effnet"]
     metrics_num: int = 1000
+    force_new: bool = False  # `out` holds another run: move it aside (run_dir.py) instead of refusing
+    keep: int | None = None  # keep the newest N snapshots (None: the run's setting; a new run keeps all)
 
 
 def init_distributed(device: str) -> torch.device:
@@ -110,14 +113,20 @@ def run_training(opts: TrainOptions) -> Path | None:
                              f"use {MIN_D_INPUT_SIZE} or more (224 = the paper's setting)")
     if opts.keep_d and (not opts.grow_from or opts.resume):
         raise UserInputError("--keep-d goes with --grow-from (a resumed run already has its discriminator)")
+    if opts.keep is not None and opts.keep < 1:
+        raise UserInputError("--keep must be at least 1 (the newest snapshot; leave it out to keep all)")
+    # Before joining the other processes: every rank checks the run directory before rank 0 may move it.
+    check_out_dir(opts.out, opts.resume, opts.force_new, opts.grow_from)
     device = init_distributed(opts.device)
     # One trainer per run directory (rank 0 writes it; the other ranks of this job write nothing there).
     rank = dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
     with RunLock(opts.out) if rank == 0 else contextlib.nullcontext():
-        return _run_training(opts, device)
+        # Checked again under the lock (a trainer that just finished there may have written a run meanwhile).
+        move_old_run = rank == 0 and check_out_dir(opts.out, opts.resume, opts.force_new, opts.grow_from)
+        return _run_training(opts, device, move_old_run)
 
 
-def _run_training(opts: TrainOptions, device: torch.device) -> Path | None:
+def _run_training(opts: TrainOptions, device: torch.device, move_old_run: bool = False) -> Path | None:
     from core.data.dataset import ImageDataset
 
     if device.type == "cpu":
@@ -140,7 +149,7 @@ def _run_training(opts: TrainOptions, device: torch.device) -> Path | None:
     cfg = TrainConfig(batch=opts.batch, batch_gpu=opts.batch_gpu, kimg=stage_kimg, snapshot_kimg=opts.snapshot_kimg,
                       tick_kimg=opts.tick_kimg, g_lr=opts.g_lr, d_lr=opts.d_lr, seed=opts.seed, mirror=opts.mirror,
                       loss=loss_cfg, disc=DiscriminatorConfig(input_size=opts.d_input_size),
-                      metrics=list(opts.metrics or []), metrics_num=opts.metrics_num)
+                      metrics=list(opts.metrics or []), metrics_num=opts.metrics_num, keep_snapshots=opts.keep or 0)
     if resume_ckpt is not None:
         saved = resume_ckpt.meta.get("train_config")
         if saved is None:
@@ -154,6 +163,8 @@ def _run_training(opts: TrainOptions, device: torch.device) -> Path | None:
             cfg.kimg = opts.kimg
         if opts.metrics is not None:
             cfg.metrics, cfg.metrics_num = list(opts.metrics), opts.metrics_num
+        if opts.keep is not None:  # how many snapshots to keep is not a training setting: it may change too
+            cfg.keep_snapshots = opts.keep
         if cfg.loss.class_map is None and opts.class_map:  # snapshots before the map was saved with the run
             cfg.loss.class_map = list(opts.class_map)
         G = Generator(resume_ckpt.config)
@@ -180,6 +191,8 @@ def _run_training(opts: TrainOptions, device: torch.device) -> Path | None:
     # (the options' defaults would build a different discriminator around the restored heads).
     guidance = classifier_guidance(cfg.loss, G.c_dim, device)
     nets = feature_networks(cfg.disc.input_size, opts.deit_weights, device)
+    if move_old_run:  # every input has loaded: only now does --force-new touch the old run
+        move_run_aside(opts.out)
     trainer = Trainer(G, dataset, opts.out, cfg, nets, device=device, guidance=guidance,
                       class_names=class_names, state=state, class_table=class_table)
     if opts.keep_d:

@@ -14,7 +14,8 @@ Run directory:
     log.jsonl                 one JSON object per tick (losses, kimg, sec/kimg) and per event
     samples/reals.png         a grid of training images
     samples/fakes{kimg}.png   G_ema on fixed seeds x classes at each snapshot
-    snapshots/snapshot-{kimg}.sgxl, latest.sgxl   (written atomically)
+    snapshots/snapshot-{kimg}.sgxl   (written atomically; cfg.keep_snapshots > 0 keeps only the newest N)
+    latest.sgxl               a link to the newest snapshot, not a copy (core/io/pointer.py)
 
 Multi-process (torchrun, gloo on CPU / nccl on CUDA): every rank trains on its slice of the batch
 and gradients are averaged with all_reduce before each optimizer step, as the official code does.
@@ -38,10 +39,12 @@ import torch.distributed as dist
 from core.errors import SGXLError
 from core.io.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from core.io.files import append_line, save_image
+from core.io.pointer import point_to
 from core.networks.discriminator import DiscriminatorConfig, ProjectedDiscriminator
 from core.networks.generator import Generator
 from core.training.class_embeddings import ClassEmbeddingTable
 from core.training.loss import LossConfig, ProjectedGANLoss
+from core.training.run_dir import LATEST, SNAPSHOTS, prune_snapshots
 
 
 class TrainingError(SGXLError):
@@ -72,6 +75,7 @@ class TrainConfig:
     mixed_precision: bool = True  # bf16 autocast on CUDA only
     metrics: list[str] = field(default_factory=list)  # computed at each snapshot (core.metrics), e.g. ["fd_effnet"]
     metrics_num: int = 1000  # generated images per snapshot metric
+    keep_snapshots: int = 0  # keep the newest N snapshots, remove older ones (0 = keep all)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -408,11 +412,13 @@ class Trainer:
             "opt_D": _flatten_optimizer(self.opt_D),
             "rng": {"torch": torch.get_rng_state()},
         }
-        path = save_checkpoint(self.run_dir / "snapshots" / f"snapshot-{int(round(kimg * 1000)):09d}.sgxl",
+        path = save_checkpoint(self.run_dir / SNAPSHOTS / f"snapshot-{int(round(kimg * 1000)):09d}.sgxl",
                                self.G_ema, meta, class_names=self.class_names, extra_tensors=extra)
-        latest = save_checkpoint(self.run_dir / "latest.sgxl", self.G_ema, meta, class_names=self.class_names,
-                                 extra_tensors=extra)
-        self.log({"event": "snapshot", "kimg": kimg, "path": str(path), "latest": str(latest), "metrics": metrics})
+        latest = self.run_dir / LATEST
+        point_to(latest, path)  # a link, not a second copy of the snapshot
+        removed = prune_snapshots(self.run_dir / SNAPSHOTS, self.cfg.keep_snapshots, protect=path)
+        self.log({"event": "snapshot", "kimg": kimg, "path": str(path), "latest": str(latest), "metrics": metrics,
+                  **({"removed": [str(p) for p in removed]} if removed else {})})
         return path
 
     def _d_state(self) -> dict[str, torch.Tensor]:
@@ -496,8 +502,10 @@ class Trainer:
             signal.signal(signal.SIGTERM, self.request_stop)
         except ValueError:  # not the main thread (e.g. called from a GUI worker)
             pass
-        bar = tqdm(total=total / 1e3, initial=self.state.cur_nimg / 1e3, unit="kimg", disable=not progress or
-                   self.rank != 0, bar_format="{l_bar}{bar}| {n:.2f}/{total:.2f} kimg [{elapsed}<{remaining}{postfix}]")
+        # Counted in images (exact integers), shown in kimg.
+        bar = tqdm(total=total, initial=min(self.state.cur_nimg, total), unit="kimg", unit_scale=1e-3,
+                   disable=not progress or self.rank != 0,
+                   bar_format="{l_bar}{bar}| {n:.2f}/{total:.2f} kimg [{elapsed}<{remaining}{postfix}]")
         next_tick = self.state.cur_nimg + cfg.tick_kimg * 1000
         next_snap = self.state.cur_nimg + cfg.snapshot_kimg * 1000
         tick_start, tick_nimg = time.time(), self.state.cur_nimg
@@ -505,7 +513,9 @@ class Trainer:
         try:
             while self.state.cur_nimg < total and not self.stop_requested:
                 stats = self.train_step()
-                bar.update(cfg.batch / 1e3)
+                # The last step may pass the target (kimg need not be a multiple of the batch): the bar stops
+                # at its total instead of overshooting it (tqdm warns past 100%).
+                bar.update(min(self.state.cur_nimg, total) - bar.n)
                 if self.state.cur_nimg >= next_tick or self.state.cur_nimg >= total:
                     elapsed = time.time() - tick_start
                     sec_per_kimg = elapsed / max((self.state.cur_nimg - tick_nimg) / 1e3, 1e-9)
