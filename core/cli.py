@@ -2,6 +2,9 @@
 
 Every verb calls the same `core` API the explorer and the tests use. Errors the user can fix are
 printed as one line (`error: ...`) with exit code 2; nothing prints a traceback for bad input.
+
+Nothing heavy is imported at module level (torch, numpy, PIL come in with the verb that needs them):
+`sgxl --help` and the argument errors answer at once.
 """
 
 from __future__ import annotations
@@ -11,12 +14,15 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-
-import numpy as np
-import torch
+from typing import TYPE_CHECKING
 
 from core.errors import SGXLError, UserInputError
+from core.limits import PSI_HELP, check_psi
 from core.networks.presets import PRESETS
+
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
 
 DEMO_CHECKPOINT = Path(__file__).resolve().parents[1] / "assets" / "demo.sgxl"
 
@@ -70,6 +76,8 @@ def resolve_class(text: str | None, c_dim: int, class_names: list[str] | None) -
 
 
 def pick_device(name: str) -> torch.device:
+    import torch
+
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
@@ -96,6 +104,8 @@ def add_allow_large_argument(p: argparse.ArgumentParser) -> None:
 
 def load_model(args: argparse.Namespace):
     """The Checkpoint named by --ckpt / --preset / the bundled demo, on the chosen device."""
+    import torch
+
     from core.io.checkpoint import Checkpoint, load_checkpoint
     from core.networks.generator import Generator
     from core.networks.presets import preset_config
@@ -150,11 +160,14 @@ def write_image(path: Path, image: np.ndarray) -> None:
 # ----------------------------------------------------------------------------- verbs
 
 def cmd_generate(args: argparse.Namespace) -> int:
+    import numpy as np
+    import torch
     from tqdm import tqdm
 
     from core.networks import precision
     from core.sampling import image_grid, style_mix, to_uint8, ws_from_seeds
 
+    check_psi(args.trunc)
     ckpt = load_model(args)
     G = ckpt.generator
     device = next(G.parameters()).device
@@ -230,6 +243,7 @@ def generate_classes(args: argparse.Namespace, c_dim: int, class_names: list[str
 def cmd_video(args: argparse.Namespace) -> int:
     from core.video import interpolation_frames, write_video
 
+    check_psi(args.trunc)
     ckpt = load_model(args)
     G = ckpt.generator
     seeds = parse_int_list(args.seeds)
@@ -273,11 +287,24 @@ def cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def convert_target(out: str, overwrite: bool) -> Path:
+    """The file `sgxl convert --out` writes (.sgxl added when missing); refuses to replace a file silently."""
+    path = Path(out)
+    if path.suffix != ".sgxl":
+        path = path.with_suffix(".sgxl")
+    if path.is_dir():
+        raise UserInputError(f"--out {path} is a folder; give a file name ending in .sgxl")
+    if path.exists() and not overwrite:
+        raise UserInputError(f"{path} already exists; choose another --out or pass --overwrite")
+    return path
+
+
 def cmd_convert(args: argparse.Namespace) -> int:
     from core.io.checkpoint import save_checkpoint
     from core.io.official import load_official_checkpoint
 
     src = Path(args.pkl)
+    args.out = str(convert_target(args.out, args.overwrite))  # checked before the (slow) conversion
     if src.suffix == ".sgxl":
         # Export: keep G_ema, its class names and meta; drop the training state (G_train, D, optimizers).
         from core.io.checkpoint import load_checkpoint
@@ -295,10 +322,14 @@ def cmd_convert(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from core.training.launch import TrainOptions, run_training
+    from core.training.run_dir import check_out_dir, run_dir_of
 
     if not args.resume and not args.data:
         raise UserInputError("give --data (a dataset made by `sgxl dataset`) or --resume RUN_DIR")
+    out = args.out or (str(run_dir_of(args.resume)) if args.resume else "runs/run")
+    check_out_dir(out, args.resume, args.force_new, args.grow_from)  # before torch loads: a refusal is instant
+    from core.training.launch import TrainOptions, run_training
+
     class_map = parse_int_list(args.class_map, "class map") if args.class_map else None
     metrics = None
     if args.metrics:
@@ -306,10 +337,6 @@ def cmd_train(args: argparse.Namespace) -> int:
 
         parse_metrics(args.metrics)  # bad names fail now, not at the first snapshot
         metrics = [m.strip() for m in args.metrics.split(",") if m.strip()]
-    out = args.out
-    if out is None:
-        resume = Path(args.resume) if args.resume else None
-        out = str(resume if resume and resume.is_dir() else resume.parent.parent if resume else "runs/run")
     opts = TrainOptions(
         data=args.data or "", out=out, preset=args.preset, grow_from=args.grow_from, head_layers=args.head_layers,
         keep_d=args.keep_d, resume=args.resume, batch=args.batch, batch_gpu=args.batch_gpu, kimg=args.kimg,
@@ -318,11 +345,24 @@ def cmd_train(args: argparse.Namespace) -> int:
         synthesis_emas=args.synthesis_emas,
         blur_fade_kimg=args.blur_fade_kimg, d_input_size=args.d_input_size, deit_weights=args.deit_weights,
         mirror=args.mirror, seed=args.seed, device=args.device, progress=not args.no_progress,
-        metrics=metrics, metrics_num=args.metrics_num)
+        metrics=metrics, metrics_num=args.metrics_num, force_new=args.force_new, keep=args.keep)
     last = run_training(opts)
     if last is not None:
         print(f"last snapshot: {last}")
     return 0
+
+
+def parse_num_real(text: str | None) -> int | str | None:
+    """--num-real: a count (>= 2), 'all', or None (compute_metrics' default: as many as --num)."""
+    if text is None or text.strip().lower() == "all":
+        return None if text is None else "all"
+    try:
+        value = int(text)
+    except ValueError:
+        raise UserInputError(f"--num-real takes a number of images or 'all', not {text!r}") from None
+    if value < 2:
+        raise UserInputError("--num-real must be at least 2")
+    return value
 
 
 def cmd_metrics(args: argparse.Namespace) -> int:
@@ -334,13 +374,15 @@ def cmd_metrics(args: argparse.Namespace) -> int:
     parse_metrics(args.metrics)  # bad names fail before the model and data load
     if args.num < 2:
         raise UserInputError("--num must be at least 2")
+    check_psi(args.trunc)
+    num_real = parse_num_real(args.num_real)
     ckpt = load_model(args)
     dataset = ImageDataset(args.data)
     if ckpt.generator.img_resolution != dataset.resolution:
         print(f"note: the model makes {ckpt.generator.img_resolution}² images, the dataset holds "
               f"{dataset.resolution}²; both are resized for the feature network, but compare like with like",
               file=sys.stderr)
-    report = compute_metrics(ckpt.generator, dataset, args.metrics, num=args.num, num_real=args.num_real,
+    report = compute_metrics(ckpt.generator, dataset, args.metrics, num=args.num, num_real=num_real,
                              psi=args.trunc, seed=args.seed, batch=args.batch, per_class=args.per_class,
                              inception_weights=args.inception_weights, cache_dir=args.cache_dir,
                              use_cache=not args.no_cache)
@@ -369,7 +411,7 @@ def cmd_metrics(args: argparse.Namespace) -> int:
 
 
 def cmd_dataset(args: argparse.Namespace) -> int:
-    from core.data.dataset_tool import run_dataset_command
+    from core.data.dataset_cli import run_dataset_command
 
     return run_dataset_command(args)
 
@@ -391,8 +433,27 @@ def cmd_invert(args: argparse.Namespace) -> int:
         pti=PTIConfig(steps=args.pti_steps, lr=args.pti_lr, seed=args.seed, preview_every=args.metrics_every),
         vgg16=args.vgg16, lpips=args.lpips, perceptual_size=args.perceptual_size, video=args.video, fps=args.fps,
         progress=not args.no_progress)
-    run_invert(ckpt, opts)
+    out = Path(args.out)
+    created = not out.exists()
+    try:
+        run_invert(ckpt, opts)
+    except BaseException:
+        if created:  # a failed inversion (bad photo, Ctrl-C, ...) leaves no empty output folder behind
+            remove_empty_dirs(out)
+        raise
     return 0
+
+
+def remove_empty_dirs(path: Path) -> None:
+    """Remove `path` and the empty folders below it, if nothing but empty folders is there."""
+    if not path.is_dir() or path.is_symlink():
+        return
+    for child in path.iterdir():
+        remove_empty_dirs(child)
+    try:
+        path.rmdir()
+    except OSError:
+        pass  # not empty: what was written stays
 
 
 def cmd_explore(args: argparse.Namespace) -> int:
@@ -414,7 +475,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--class", dest="class_", help="class index or name (default 0)")
     p.add_argument("--classes", help="several classes (indices or names, comma separated, or 'all'): one grid row "
                                      "per class, the seeds as columns")
-    p.add_argument("--trunc", type=float, default=1.0, help="truncation psi toward the class mean (default 1)")
+    p.add_argument("--trunc", type=float, default=1.0, help=PSI_HELP)
     p.add_argument("--style-mix-seed", type=int, help="take some layers' w from this seed")
     p.add_argument("--style-mix-class", help="class of the style-mix seed (default: --class)")
     p.add_argument("--style-mix-layers", default="0-3", help="w indices taken from the mix seed (default 0-3)")
@@ -432,7 +493,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", default="0,1,2", help="key seeds, e.g. 0,5,9")
     p.add_argument("--class", dest="class_", help="class index or name (default 0)")
     p.add_argument("--classes", help="one class per seed, comma separated (class interpolation)")
-    p.add_argument("--trunc", type=float, default=1.0)
+    p.add_argument("--trunc", type=float, default=1.0, help=PSI_HELP)
     p.add_argument("--frames", type=int, default=30, help="frames between two key seeds (default 30)")
     p.add_argument("--fps", type=int, default=30)
     p.add_argument("--loop", action="store_true", help="return to the first seed at the end")
@@ -451,13 +512,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("pkl", metavar="IN", help="official .pkl (read without running code from it), or a .sgxl "
                                              "snapshot to export without its training state")
     p.add_argument("--out", required=True, help="output .sgxl path")
+    p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     add_allow_large_argument(p)
     p.set_defaults(func=cmd_convert)
 
     p = sub.add_parser("train", help="train (or grow, or resume) a StyleGAN-XL model")
     p.add_argument("--data", help="dataset zip or folder (see `sgxl dataset`)")
-    p.add_argument("--out", help="run directory: log.jsonl, samples/, snapshots/ (default runs/run, or the "
-                   "--resume run)")
+    p.add_argument("--out", help="run directory: log.jsonl, samples/, snapshots/, latest.sgxl (default runs/run, or "
+                   "the --resume run). One that holds another run is refused: continue it with --resume, or "
+                   "--force-new")
+    p.add_argument("--force-new", action="store_true", help="--out holds an earlier run: move it to a new folder "
+                   "OUT.old-N (kept whole, resumable from there) and start a new run in --out")
+    p.add_argument("--keep", type=int, help="keep only the newest N snapshots, removing older ones as new ones "
+                   "are written (default: keep all; latest.sgxl links to the newest)")
     p.add_argument("--preset", default="tiny", choices=PRESETS, help="generator size (the bundled demo: demo)")
     p.add_argument("--grow-from", help="snapshot of the previous stage: add layers for the dataset's resolution")
     p.add_argument("--head-layers", type=int, help="layers added by --grow-from (default: as the last stage, or 7)")
@@ -508,8 +575,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "class_acc (generated images recognised as their class by a linear probe on the real data); "
                    "fid, is, kid_inception, pr_inception (need --inception-weights). Default fd_effnet,kid,pr")
     p.add_argument("--num", type=int, default=10000, help="generated images (default 10000)")
-    p.add_argument("--num-real", type=int, help="dataset images used (default: all; else a fixed random subset)")
-    p.add_argument("--trunc", type=float, default=1.0, help="truncation psi (default 1: none)")
+    p.add_argument("--num-real", help="dataset images used: N (a fixed random subset, its features cached per "
+                   "dataset and N) or 'all' (default: as many as --num)")
+    p.add_argument("--trunc", type=float, default=1.0, help=PSI_HELP)
     p.add_argument("--seed", type=int, default=0, help="seed of the latents and classes (default 0)")
     p.add_argument("--batch", type=int, default=32, help="images per forward pass (default 32)")
     p.add_argument("--per-class", action="store_true", help="also FD per class and its mean over classes")
@@ -521,7 +589,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_metrics)
 
     p = sub.add_parser("dataset", help="build a training dataset from a folder of images, or --preset noto-emoji")
-    from core.data.dataset_tool import add_dataset_arguments
+    from core.data.dataset_cli import add_dataset_arguments
 
     add_dataset_arguments(p)
     p.set_defaults(func=cmd_dataset)

@@ -15,7 +15,8 @@ import torch
 from PIL import Image
 
 from core.data.dataset import ImageDataset
-from core.data.dataset_tool import add_dataset_arguments, convert_dataset, run_dataset_command
+from core.data.dataset_cli import add_dataset_arguments, run_dataset_command
+from core.data.dataset_tool import convert_dataset
 from core.errors import DatasetError, UserInputError
 
 RES = 32

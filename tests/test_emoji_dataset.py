@@ -18,7 +18,7 @@ from PIL import features
 
 from core.data import emoji as emoji_mod
 from core.data.dataset import ImageDataset
-from core.data.dataset_tool import add_dataset_arguments, run_dataset_command
+from core.data.dataset_cli import add_dataset_arguments, run_dataset_command
 from core.data.emoji import (
     BACKGROUND,
     Emoji,

@@ -324,11 +324,21 @@ def test_cli_metrics_end_to_end_writes_json(tmp_path: Path, capsys) -> None:
     assert set(m) == {"fd_effnet", "kid_effnet", "precision_effnet", "recall_effnet"}  # never "fid"
     assert m["fd_effnet"]["value"] > 0 and "EfficientNet-lite0" in m["fd_effnet"]["feature_space"]
     assert 0 <= m["precision_effnet"]["value"] <= 1 and "std" in m["kid_effnet"]
-    assert result["num_gen"] == 8 and result["num_real"] == 12
+    # By default as many dataset images as generated ones (a fixed random subset), cached per count.
+    assert result["num_gen"] == 8 and result["num_real"] == 8
     assert set(result["per_class"]["fd_effnet"]["classes"]) <= {"class0", "class1", "class2"}
-    assert len(list((tmp_path / "cache").glob("effnet-12-*.npz"))) == 1
+    assert [p.name.split("-")[1] for p in (tmp_path / "cache").glob("effnet-*.npz")] == ["8"]
     table = capsys.readouterr().out
     assert "fd_effnet" in table and "EfficientNet-lite0" in table
+    assert "8 generated vs 8 dataset images" in table
+    assert main(["metrics", "--ckpt", str(ckpt), "--data", str(data), "--metrics", "fd_effnet", "--num", "8",
+                 "--num-real", "all", "--batch", "12", "--out", str(out), "--device", "cpu",
+                 "--cache-dir", str(tmp_path / "cache")]) == 0
+    assert json.loads(out.read_text())["num_real"] == 12
+    assert sorted(p.name.split("-")[1] for p in (tmp_path / "cache").glob("effnet-*.npz")) == ["12", "8"]
+    for bad in ("1", "some"):
+        assert main(["metrics", "--ckpt", str(ckpt), "--data", str(data), "--num", "8", "--num-real", bad]) == 2
+        assert "--num-real" in capsys.readouterr().err
 
     assert main(["metrics", "--ckpt", str(ckpt), "--data", str(data), "--metrics", "fid", "--num", "4",
                  "--device", "cpu", "--inception-weights", str(tmp_path / "absent.pt")]) == 2

@@ -8,7 +8,6 @@ The output appears only when complete (written to a temporary name, then renamed
 
 from __future__ import annotations
 
-import argparse
 import io
 import json
 import warnings
@@ -212,54 +211,3 @@ def convert_dataset(source: str | Path, dest: str | Path, resolution: int, trans
     return ConversionReport(dest=dest, resolution=resolution, num_images=len(label_entries),
                             num_source_images=num_source, class_names=class_names, skipped=dict(skipped),
                             converted=dict(converted), skipped_files=skipped_files)
-
-
-# ----------------------------------------------------------------------------- CLI wiring (`sgxl dataset`)
-
-def add_dataset_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--source", help="folder of images (one sub-folder per class, or flat)")
-    parser.add_argument("--preset", choices=["noto-emoji"], default=None,
-                        help="build a ready-made dataset instead of converting --source: noto-emoji = labelled "
-                             "colour emoji, offline (needs apt packages fonts-noto-color-emoji and unicode-data)")
-    parser.add_argument("--dest", required=True, help="output: OUT.zip, or a folder name")
-    parser.add_argument("--res", type=int, required=True, help="output resolution, a power of two (e.g. 64)")
-    parser.add_argument("--transform", choices=["center-crop", "resize"], default="center-crop",
-                        help="center-crop (default): crop the short side; resize: squash to square")
-    parser.add_argument("--labels", choices=["auto", "folders", "none", "subgroup", "group"], default="auto",
-                        help="class labels from sub-folder names (auto: when there are sub-folders); with "
-                             "--preset noto-emoji: subgroup (auto) or group")
-    parser.add_argument("--min-class-size", type=int, default=20,
-                        help="noto-emoji: smaller subgroups are merged into '<group> (other)' (default 20)")
-    parser.add_argument("--skin-tones", action="store_true",
-                        help="noto-emoji: keep the skin-tone variants (left out by default)")
-    parser.add_argument("--mirror", action="store_true", help="also store a mirrored copy of every image")
-    parser.add_argument("--max-images", type=int, default=None, help="convert at most N source images")
-    parser.add_argument("--min-size", type=int, default=None,
-                        help="skip images whose short side is below this (default: res / 2)")
-    parser.add_argument("--overwrite", action="store_true", help="replace --dest if it exists")
-
-
-def run_dataset_command(args: argparse.Namespace) -> int:
-    if args.preset is not None:
-        if args.source is not None:
-            raise UserInputError("give either --source or --preset, not both")
-        if args.labels == "folders" or args.mirror or args.transform != "center-crop" or args.min_size is not None:
-            raise UserInputError("--preset noto-emoji takes --labels subgroup|group|none, not folders, and no "
-                                 "--mirror, --transform or --min-size")
-        from core.data.emoji import build_emoji_dataset
-
-        report = build_emoji_dataset(args.dest, args.res, labels="subgroup" if args.labels == "auto" else args.labels,
-                                     min_class_size=args.min_class_size, skin_tones=args.skin_tones,
-                                     max_images=args.max_images, progress=True, overwrite=args.overwrite)
-        print(report.summary())
-        return 0
-    if args.source is None:
-        raise UserInputError("give --source (a folder of images) or --preset noto-emoji")
-    if args.labels in ("subgroup", "group"):
-        raise UserInputError(f"--labels {args.labels} is for --preset noto-emoji; a --source folder takes "
-                             "auto, folders or none")
-    report = convert_dataset(args.source, args.dest, args.res, transform=args.transform, labels=args.labels,
-                             mirror=args.mirror, max_images=args.max_images, progress=True,
-                             min_size=args.min_size, overwrite=args.overwrite)
-    print(report.summary())
-    return 0

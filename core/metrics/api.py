@@ -185,12 +185,24 @@ def generated_features(G, extractors: dict[str, FeatureExtractor], want_probs: s
     return ({n: np.concatenate(v) for n, v in feats.items()}, {n: np.concatenate(v) for n, v in probs.items()})
 
 
+def real_image_count(num: int, num_real: int | str | None, dataset_size: int) -> int:
+    """How many dataset images the statistics use: `num_real` (a count or "all"), by default as many as the
+    generated images (`num`); never more than the dataset holds."""
+    if num_real is None:
+        return min(num, dataset_size)
+    if num_real == "all":
+        return dataset_size
+    if isinstance(num_real, bool) or not isinstance(num_real, int) or num_real < 2:
+        raise UserInputError(f"num_real must be a count of at least 2 or 'all', not {num_real!r}")
+    return min(num_real, dataset_size)
+
+
 def compute_metrics(
     G,
     dataset,
     metrics: str | Sequence[str] = ("fd_effnet",),
     num: int = 10000,
-    num_real: int | None = None,
+    num_real: int | str | None = None,
     psi: float = 1.0,
     seed: int = 0,
     batch: int = 32,
@@ -207,14 +219,17 @@ def compute_metrics(
 ) -> MetricsReport:
     """Metrics of generator `G` against `dataset` (items: (uint8 [3, R, R], label)).
 
-    num: generated images; num_real: dataset images (default all, a fixed random subset otherwise; class_acc
-    always fits its probe on every labelled dataset image, so that the probe is one per dataset).
+    num: generated images; num_real: dataset images, a fixed random subset of that many (default: as many as
+    `num`, so a quick `--num 200` does not extract features of a whole large dataset), or "all"; each subset's
+    features are cached per dataset and count. class_acc always fits its probe on every labelled dataset image,
+    so that the probe is one per dataset.
     extractors: a dict to reuse loaded feature networks across calls (filled in as needed).
     """
     t0 = time.time()
     specs = parse_metrics(metrics)
     if num < 2:
         raise UserInputError("--num must be at least 2")
+    real_count = real_image_count(num, num_real, len(dataset))
     want_class = any(s.kind == "class_acc" for s in specs)
     if want_class and G.c_dim == 0:
         raise UserInputError("class_acc needs a class-conditional generator; this model is unconditional "
@@ -229,7 +244,7 @@ def compute_metrics(
     if want_probs and num < is_splits:
         raise UserInputError(f"the Inception Score needs --num >= {is_splits} (its number of splits)")
 
-    real = {name: dataset_stats(dataset, ex, num_real, batch=batch, cache_dir=cache_dir,
+    real = {name: dataset_stats(dataset, ex, real_count, batch=batch, cache_dir=cache_dir,
                                 use_cache=use_cache, progress=progress)
             for name, ex in used.items() if any(s.space == name and s.kind not in ("is", "class_acc") for s in specs)}
     dataset_labels = np.asarray(getattr(dataset, "labels", None) if getattr(dataset, "labels", None) is not None

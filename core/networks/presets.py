@@ -11,16 +11,21 @@
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
-from core.networks.generator import GeneratorConfig
-from core.networks.mapping import MappingConfig
-from core.networks.synthesis import GrowthStage, SynthesisConfig
+if TYPE_CHECKING:
+    from core.networks.generator import GeneratorConfig
 
 PRESETS = ("imagenet", "small", "tiny", "demo")
 
 
 def preset_config(name: str, resolution: int = 16, c_dim: int | None = None) -> GeneratorConfig:
     """The preset `name` grown from its 16² stem to `resolution` (a power of two >= 16)."""
+    # Imported here, not above: `sgxl --help` reads PRESETS and must not wait for torch (core/cli.py).
+    from core.networks.generator import GeneratorConfig
+    from core.networks.mapping import MappingConfig
+    from core.networks.synthesis import GrowthStage, SynthesisConfig
+
     if resolution < 16 or 2 ** int(math.log2(resolution)) != resolution:
         raise ValueError("resolution must be a power of two >= 16")
     stages = [GrowthStage(up_factor=2, head_layers=7) for _ in range(int(math.log2(resolution // 16)))]

@@ -12,6 +12,7 @@ import math
 
 import dearpygui.dearpygui as dpg
 
+from core.limits import PSI_RANGE  # the same range `sgxl generate --trunc` accepts
 from explorer.panels.base import Panel
 from explorer.renderer import MAX_SEED
 from explorer.state import SEED_GRID_STRIDE
@@ -19,7 +20,6 @@ from explorer.state import SEED_GRID_STRIDE
 SEED_SLIDER_MAX = 1023
 PAD_SIZE = 150  # px
 PAD_PIXELS_PER_SEED = 50.0  # dragging this far moves one seed over
-PSI_RANGE = (-1.0, 2.0)
 SLIDER_W = 250
 
 
