@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from core.errors import SGXLError, UserInputError
+from core.io.files import check_video_path, check_writable, image_format, remove_empty_dirs
 from core.limits import PSI_HELP, check_psi
 from core.networks.presets import PRESETS
 
@@ -160,6 +161,13 @@ def write_image(path: Path, image: np.ndarray) -> None:
 # ----------------------------------------------------------------------------- verbs
 
 def cmd_generate(args: argparse.Namespace) -> int:
+    check_psi(args.trunc)
+    out = Path(args.out)
+    as_grid = bool(out.suffix) and not out.is_dir()  # x.png / x.bmp / ...: one image; a folder: one per seed
+    if as_grid:
+        image_format(out)  # a suffix Pillow cannot write fails now, not after generating
+    check_writable(out, folder=not as_grid)
+
     import numpy as np
     import torch
     from tqdm import tqdm
@@ -167,7 +175,6 @@ def cmd_generate(args: argparse.Namespace) -> int:
     from core.networks import precision
     from core.sampling import image_grid, style_mix, to_uint8, ws_from_seeds
 
-    check_psi(args.trunc)
     ckpt = load_model(args)
     G = ckpt.generator
     device = next(G.parameters()).device
@@ -192,9 +199,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
             images.append(to_uint8(G.synthesis(ws, **noise), G.traits.uint8_offset))
     images_np = np.concatenate(images)  # class-major: all seeds of the first class, then the next class...
 
-    out = Path(args.out)
     n = len(images_np)
-    if out.suffix.lower() in (".png", ".jpg", ".jpeg"):
+    if as_grid:
         cols = args.cols or (len(seeds) if len(classes) > 1 else None)
         write_image(out, image_grid(images_np, cols) if n > 1 else images_np[0])
         rows = f", rows = {len(classes)} classes" if len(classes) > 1 else ""
@@ -241,9 +247,10 @@ def generate_classes(args: argparse.Namespace, c_dim: int, class_names: list[str
 
 
 def cmd_video(args: argparse.Namespace) -> int:
+    check_psi(args.trunc)
+    check_video_path(Path(args.out))
     from core.video import interpolation_frames, write_video
 
-    check_psi(args.trunc)
     ckpt = load_model(args)
     G = ckpt.generator
     seeds = parse_int_list(args.seeds)
@@ -254,6 +261,8 @@ def cmd_video(args: argparse.Namespace) -> int:
     frames = interpolation_frames(G, seeds, classes * (len(seeds) // len(classes)), args.trunc,
                                   args.frames, loop=args.loop, **noise_options(args, G))
     written = write_video(Path(args.out), frames, fps=args.fps)
+    if not written.is_file():  # never claim a file that is not there (the encoder's own report is not enough)
+        raise SGXLError(f"the video encoder finished, but {written} is not there; nothing was written")
     print(f"wrote {written} ({len(frames)} frames, {G.img_resolution}x{G.img_resolution})")
     return 0
 
@@ -305,6 +314,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
 
     src = Path(args.pkl)
     args.out = str(convert_target(args.out, args.overwrite))  # checked before the (slow) conversion
+    check_writable(args.out)
     if src.suffix == ".sgxl":
         # Export: keep G_ema, its class names and meta; drop the training state (G_train, D, optimizers).
         from core.io.checkpoint import load_checkpoint
@@ -327,7 +337,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     if not args.resume and not args.data:
         raise UserInputError("give --data (a dataset made by `sgxl dataset`) or --resume RUN_DIR")
     out = args.out or (str(run_dir_of(args.resume)) if args.resume else "runs/run")
-    check_out_dir(out, args.resume, args.force_new, args.grow_from)  # before torch loads: a refusal is instant
+    check_writable(out, folder=True)  # before torch loads: a refusal is instant
+    check_out_dir(out, args.resume, args.force_new, args.grow_from)
     from core.training.launch import TrainOptions, run_training
 
     class_map = parse_int_list(args.class_map, "class map") if args.class_map else None
@@ -366,16 +377,18 @@ def parse_num_real(text: str | None) -> int | str | None:
 
 
 def cmd_metrics(args: argparse.Namespace) -> int:
+    if args.num < 2:
+        raise UserInputError("--num must be at least 2")
+    check_psi(args.trunc)
+    num_real = parse_num_real(args.num_real)
+    if args.out:
+        check_writable(args.out)  # not after minutes of feature extraction
     import json
 
     from core.data.dataset import ImageDataset
     from core.metrics.api import compute_metrics, parse_metrics
 
     parse_metrics(args.metrics)  # bad names fail before the model and data load
-    if args.num < 2:
-        raise UserInputError("--num must be at least 2")
-    check_psi(args.trunc)
-    num_real = parse_num_real(args.num_real)
     ckpt = load_model(args)
     dataset = ImageDataset(args.data)
     if ckpt.generator.img_resolution != dataset.resolution:
@@ -417,12 +430,16 @@ def cmd_dataset(args: argparse.Namespace) -> int:
 
 
 def cmd_invert(args: argparse.Namespace) -> int:
+    if args.steps < 1 or args.pti_steps < 1 or args.metrics_every < 1:
+        raise UserInputError("--steps, --pti-steps and --metrics-every must be at least 1")
+    out = Path(args.out)
+    check_writable(out, folder=True)
+    # The outermost folder this run creates: removed again (when empty) if the inversion fails.
+    new_top = next((p for p in reversed([out, *out.parents]) if not p.exists()), None)
     from core.inversion.pipeline import InvertOptions, run_invert
     from core.inversion.projector import ProjectorConfig
     from core.inversion.pti import PTIConfig
 
-    if args.steps < 1 or args.pti_steps < 1 or args.metrics_every < 1:
-        raise UserInputError("--steps, --pti-steps and --metrics-every must be at least 1")
     ckpt = load_model(args)
     G = ckpt.generator
     class_idx = resolve_class(args.class_, G.c_dim, ckpt.class_names) if args.class_ is not None else None
@@ -433,27 +450,13 @@ def cmd_invert(args: argparse.Namespace) -> int:
         pti=PTIConfig(steps=args.pti_steps, lr=args.pti_lr, seed=args.seed, preview_every=args.metrics_every),
         vgg16=args.vgg16, lpips=args.lpips, perceptual_size=args.perceptual_size, video=args.video, fps=args.fps,
         progress=not args.no_progress)
-    out = Path(args.out)
-    created = not out.exists()
     try:
         run_invert(ckpt, opts)
     except BaseException:
-        if created:  # a failed inversion (bad photo, Ctrl-C, ...) leaves no empty output folder behind
-            remove_empty_dirs(out)
+        if new_top is not None:  # a failed inversion (bad photo, Ctrl-C, ...) leaves no empty output folder behind
+            remove_empty_dirs(new_top)
         raise
     return 0
-
-
-def remove_empty_dirs(path: Path) -> None:
-    """Remove `path` and the empty folders below it, if nothing but empty folders is there."""
-    if not path.is_dir() or path.is_symlink():
-        return
-    for child in path.iterdir():
-        remove_empty_dirs(child)
-    try:
-        path.rmdir()
-    except OSError:
-        pass  # not empty: what was written stays
 
 
 def cmd_explore(args: argparse.Namespace) -> int:
@@ -484,7 +487,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="float32 (default, the exact images) or bf16: the layers this CPU runs faster in bfloat16 "
                         "(measured first) in bf16, as the explorer's preview")
     p.add_argument("--cols", type=int, help="grid columns (default: square-ish)")
-    p.add_argument("--out", default="out/grid.png", help="a .png for one grid, or a folder for one PNG per seed")
+    p.add_argument("--out", default="out/grid.png", help="an image file for one grid (.png, .jpg, .webp, .bmp, .tif: "
+                   "any format Pillow writes), or a folder (a name without a suffix) for one PNG per seed")
     add_noise_arguments(p)
     p.set_defaults(func=cmd_generate)
 

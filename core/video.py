@@ -52,12 +52,10 @@ def write_video(path: Path, frames: np.ndarray, fps: int = 30) -> Path:
     """
     import imageio.v2 as imageio
 
-    from core.io.files import atomic_path, atomic_write_bytes, disk_full_error, is_disk_full
+    from core.io.files import atomic_path, atomic_write_bytes, check_video_path, disk_full_error, is_disk_full
 
-    suffix = path.suffix.lower()
-    if suffix not in (".mp4", ".gif"):
-        raise UserInputError(f"video output must end in .mp4 or .gif, got {path.name}")
-    if suffix == ".mp4":
+    check_video_path(path)
+    if path.suffix.lower() == ".mp4":
         try:
             import imageio_ffmpeg  # noqa: F401
 

@@ -91,9 +91,13 @@ def test_train_refuses_then_force_new_moves_aside_keep_and_progress(tmp_path: Pa
                     tick_kimg=0.004, d_input_size=64, seed=1, device="cpu", progress=True, keep=1)
         return launch.TrainOptions(**{**base, **kw})
 
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        last = launch.run_training(options())
+    umask = os.umask(0o022)
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            last = launch.run_training(options())
+    finally:
+        os.umask(umask)
     err = capsys.readouterr().err
     assert not [w for w in caught if "tqdm" in type(w.message).__module__], [str(w.message) for w in caught]
     assert "100%" in err and "0.01/0.01 kimg" in err
@@ -102,6 +106,7 @@ def test_train_refuses_then_force_new_moves_aside_keep_and_progress(tmp_path: Pa
     assert [p.name for p in (out / "snapshots").iterdir()] == ["snapshot-000000008.sgxl"]
     latest = out / "latest.sgxl"
     assert latest.is_symlink() and latest.resolve() == last.resolve()
+    assert last.stat().st_mode & 0o777 == 0o644  # the umask's mode, not 0600
     assert load_checkpoint(latest).kimg == 0.008
     log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
     snaps = [r for r in log if r.get("event") == "snapshot"]

@@ -8,8 +8,10 @@ neither numpy nor torch.
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from core.errors import UserInputError
+from core.io.files import check_writable
 
 
 def add_dataset_arguments(parser: argparse.ArgumentParser) -> None:
@@ -35,6 +37,12 @@ def add_dataset_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--overwrite", action="store_true", help="replace --dest if it exists")
 
 
+def check_dest(dest: str) -> None:
+    """--dest must be writable before any image is read: a zip file, or a folder (replaced whole with --overwrite)."""
+    path = Path(dest)
+    check_writable(path, folder=path.is_dir())
+
+
 def run_dataset_command(args: argparse.Namespace) -> int:
     if args.preset is not None:
         if args.source is not None:
@@ -42,6 +50,7 @@ def run_dataset_command(args: argparse.Namespace) -> int:
         if args.labels == "folders" or args.mirror or args.transform != "center-crop" or args.min_size is not None:
             raise UserInputError("--preset noto-emoji takes --labels subgroup|group|none, not folders, and no "
                                  "--mirror, --transform or --min-size")
+        check_dest(args.dest)
         from core.data.emoji import build_emoji_dataset
 
         report = build_emoji_dataset(args.dest, args.res, labels="subgroup" if args.labels == "auto" else args.labels,
@@ -54,6 +63,7 @@ def run_dataset_command(args: argparse.Namespace) -> int:
     if args.labels in ("subgroup", "group"):
         raise UserInputError(f"--labels {args.labels} is for --preset noto-emoji; a --source folder takes "
                              "auto, folders or none")
+    check_dest(args.dest)
     from core.data.dataset_tool import convert_dataset
 
     report = convert_dataset(args.source, args.dest, args.res, transform=args.transform, labels=args.labels,

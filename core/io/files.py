@@ -11,6 +11,9 @@ Every writer in the project (checkpoints, datasets, images, videos, logs, caches
   same folder (by any process) removes temporary files whose writer process no longer exists.
 - A full disk (ENOSPC), an exhausted quota (EDQUOT) or the file-size limit (EFBIG) becomes one
   `DiskFullError` naming the file, instead of a raw OSError traceback.
+- Before any long work, a writer checks that its output can be written at all (`check_writable`,
+  `image_format`): a folder it may not write into, a path under a regular file, or an image suffix
+  Pillow cannot write is one `UserInputError` up front, not a traceback after minutes of work.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
 
-from core.errors import DiskFullError
+from core.errors import DiskFullError, UserInputError
 
 DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
 _TEMP_NAME = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)\.tmp(?:\.[A-Za-z0-9]+)?$")
@@ -204,13 +207,99 @@ def atomic_write_with(path: Path | str, write: Callable[[IO], None]) -> None:
         write(f)
 
 
-IMAGE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".bmp": "BMP"}
+def _existing_ancestor(path: Path) -> Path:
+    """`path` or its nearest ancestor that exists (as anything: a folder, or a file in the way)."""
+    probe = Path(os.path.abspath(path))
+    while True:
+        try:
+            os.stat(probe)
+            return probe
+        except OSError:  # missing, or a file in the way (ENOTDIR), or a folder we may not search
+            if probe.parent == probe:
+                return probe
+            probe = probe.parent
+
+
+def check_writable(path: Path | str, folder: bool = False) -> None:
+    """Refuse, up front and in one line, an output that cannot be written.
+
+    folder=False: `path` is a file to create or replace (atomically, so in its parent folder);
+    folder=True: files go inside the folder `path`, created with its parents when missing. Either
+    way the nearest existing ancestor must be a folder this process may write into. Permission bits
+    are checked with os.access, so a process running as root passes them (as its writes would),
+    but not a path under a regular file or on a read-only filesystem.
+    """
+    path = Path(path)
+    if not folder and path.is_dir():
+        raise UserInputError(f"cannot write {path}: it is a folder; give a file name")
+    if folder and path.exists() and not path.is_dir():
+        raise UserInputError(f"cannot write into {path}: it is a file, not a folder")
+    where = _existing_ancestor(path if folder else path.parent)
+    if not where.is_dir():
+        raise UserInputError(f"cannot write {path}: {where} is a file, not a folder")
+    if not os.access(where, os.W_OK | os.X_OK):
+        reason = "it is on a read-only filesystem" if _read_only_fs(where) else "no permission to write there"
+        raise UserInputError(f"cannot write {path}: {where} is not writable ({reason})")
+
+
+def _read_only_fs(path: Path) -> bool:
+    try:
+        return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+    except (OSError, AttributeError):  # no statvfs (Windows)
+        return False
+
+
+def remove_empty_dirs(path: Path | str) -> None:
+    """Remove folder `path` and the empty folders below it, if nothing but empty folders is there
+    (a writer that failed before writing anything leaves no empty output folder behind)."""
+    path = Path(path)
+    if not path.is_dir() or path.is_symlink():
+        return
+    for child in path.iterdir():
+        remove_empty_dirs(child)
+    try:
+        path.rmdir()
+    except OSError:
+        pass  # not empty: what was written stays
+
+
+def image_format(path: Path | str) -> str:
+    """The Pillow format `path`'s suffix names, checked to encode an RGB image; UserInputError otherwise.
+
+    Any format Pillow writes works (.png, .jpg, .webp, .bmp, .tif, .gif, ...); a suffix Pillow does not
+    know, or one it cannot write an RGB image in (.xbm, .h5, ...), is refused before any work is done.
+    """
+    from PIL import Image
+
+    path = Path(path)
+    Image.init()
+    ext = path.suffix.lower()
+    fmt = Image.registered_extensions().get(ext)
+    if fmt is None or fmt not in Image.SAVE:
+        raise UserInputError(f"cannot write {path}: Pillow does not write {ext or 'suffix-less'} images; use .png, "
+                             ".jpg, .webp, .bmp, .tif, ...")
+    try:  # some formats need a plugin or a mode we do not have (e.g. XBM is 1-bit only): find out now
+        Image.new("RGB", (4, 4)).save(io.BytesIO(), format=fmt)
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise UserInputError(f"cannot write {path}: Pillow cannot write an RGB image as {fmt} ({e})") from None
+    return fmt
+
+
+VIDEO_SUFFIXES = (".mp4", ".gif")
+
+
+def check_video_path(path: Path | str) -> None:
+    """Refuse, before any frame is rendered, a video path that cannot be written (its suffix, its folder)."""
+    path = Path(path)
+    if path.suffix.lower() not in VIDEO_SUFFIXES:
+        raise UserInputError(f"video output must end in .mp4 or .gif, got {path.name}")
+    check_writable(path)
 
 
 def save_image(path: Path | str, image) -> Path:
     """Save a uint8 [H, W, 3] (or [H, W] / [H, W, 1]) array as an image file, atomically.
 
-    The format comes from the suffix (PNG when it is not an image suffix PIL knows by name).
+    The format comes from the suffix (`image_format`: any format Pillow writes; UserInputError otherwise).
     """
     import numpy as np
     from PIL import Image
@@ -219,7 +308,7 @@ def save_image(path: Path | str, image) -> Path:
     arr = np.asarray(image)
     if arr.ndim == 3 and arr.shape[-1] == 1:
         arr = arr[..., 0]
-    fmt = IMAGE_FORMATS.get(path.suffix.lower(), "PNG")
+    fmt = image_format(path)
     buf = io.BytesIO()  # encode first: the file is open only for the short write
     Image.fromarray(arr).save(buf, format=fmt)
     atomic_write_bytes(path, buf.getvalue())

@@ -24,22 +24,10 @@ import os
 from pathlib import Path, PurePosixPath
 
 from core.errors import CheckpointError
+from core.io.files import atomic_write_text, temp_path
 
 POINTER_FORMAT = "sgxl-pointer"
 MAX_POINTER_BYTES = 4096  # a pointer is ~100 bytes; anything bigger is a real checkpoint (or not ours)
-
-
-def _temp_name(link: Path) -> Path:
-    # The project's temporary-file naming (`.<name>.<pid>.tmp<suffix>`), so an interrupted writer's leftover
-    # is recognised and swept like any other stale temporary file.
-    return link.with_name(f".{link.name}.{os.getpid()}.tmp{link.suffix}")
-
-
-def _write_pointer_file(tmp: Path, target: str) -> None:
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(json.dumps({"format": POINTER_FORMAT, "target": target}) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
 
 
 def point_to(link: str | Path, target: str | Path) -> str:
@@ -52,7 +40,7 @@ def point_to(link: str | Path, target: str | Path) -> str:
     rel = PurePosixPath(Path(os.path.relpath(target, link.parent)).as_posix())
     if rel.is_absolute() or ".." in rel.parts:
         raise ValueError(f"{target} is not inside {link.parent}")
-    tmp = _temp_name(link)
+    tmp = temp_path(link)  # the project's temporary name: a killed writer's leftover is swept like any other
     links = (("symlink", lambda: os.symlink(str(rel), tmp)), ("hardlink", lambda: os.link(target, tmp)))
     for kind, make in links:
         tmp.unlink(missing_ok=True)
@@ -63,12 +51,7 @@ def point_to(link: str | Path, target: str | Path) -> str:
             return kind
         except OSError:  # this filesystem (or platform, or privilege) has no such links: try the next kind
             tmp.unlink(missing_ok=True)
-    try:
-        _write_pointer_file(tmp, str(rel))
-        os.replace(tmp, link)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    atomic_write_text(link, json.dumps({"format": POINTER_FORMAT, "target": str(rel)}) + "\n")
     return "pointer"
 
 

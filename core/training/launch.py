@@ -16,6 +16,7 @@ import torch.distributed as dist
 
 from core.errors import CheckpointError, SGXLError, UserInputError
 from core.io.checkpoint import load_checkpoint
+from core.io.files import check_writable
 from core.memory import retain_freed_memory
 from core.networks.discriminator import DiscriminatorConfig
 from core.networks.generator import Generator
@@ -115,6 +116,7 @@ def run_training(opts: TrainOptions) -> Path | None:
         raise UserInputError("--keep-d goes with --grow-from (a resumed run already has its discriminator)")
     if opts.keep is not None and opts.keep < 1:
         raise UserInputError("--keep must be at least 1 (the newest snapshot; leave it out to keep all)")
+    check_writable(opts.out, folder=True)
     # Before joining the other processes: every rank checks the run directory before rank 0 may move it.
     check_out_dir(opts.out, opts.resume, opts.force_new, opts.grow_from)
     device = init_distributed(opts.device)
