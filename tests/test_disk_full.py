@@ -271,7 +271,7 @@ def test_cli_writers_under_a_file_size_limit(tmp_path: Path) -> None:
         "grid": ["generate", *common, "--seeds", "0-15", "--out", str(outs["grid"])],
         "gif": ["video", *common, "--seeds", "0,1", "--frames", "8", "--out", str(outs["gif"])],
         "dataset": ["dataset", "--source", str(src), "--dest", str(outs["dataset"]), "--res", "32", "--overwrite"],
-        "convert": ["convert", str(ckpt), "--out", str(outs["convert"])],
+        "convert": ["convert", str(ckpt), "--out", str(outs["convert"]), "--overwrite"],
     }
     try:
         import imageio_ffmpeg  # noqa: F401

@@ -269,6 +269,7 @@ def cases(base_ckpt: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str
         conv = root / f"{name}_converted.sgxl"
         argv = ["convert", str(path), "--out", str(conv)]
         if path.is_dir():  # convert takes files; generate opens folders too
+            conv = root / f"{name}_grid.png"
             argv = ["generate", "--ckpt", str(path), "--seeds", "0", "--out", str(conv)]
         out[name] = {"argv": argv, "words": words, "outputs": [conv]}
     for name, (argv, words) in _dataset_cases(root).items():
