@@ -191,10 +191,11 @@ def cmd_generate(args: argparse.Namespace) -> int:
     images = []
     with torch.no_grad(), precision.running(plan):
         for class_idx, batch in tqdm(jobs, desc="generating", unit="batch", disable=len(jobs) <= 1):
-            ws = ws_from_seeds(G, batch, class_idx, args.trunc, device)
+            ws = ws_from_seeds(G, batch, class_idx, args.trunc, device, args.trunc_cutoff)
             if mix_layers:
                 ws_mix = ws_from_seeds(G, [args.style_mix_seed] * len(batch),
-                                       class_idx if mix_class is None else mix_class, args.trunc, device)
+                                       class_idx if mix_class is None else mix_class, args.trunc, device,
+                                       args.trunc_cutoff)
                 ws = style_mix(ws, ws_mix, mix_layers)
             images.append(to_uint8(G.synthesis(ws, **noise), G.traits.uint8_offset))
     images_np = np.concatenate(images)  # class-major: all seeds of the first class, then the next class...
@@ -259,7 +260,7 @@ def cmd_video(args: argparse.Namespace) -> int:
     if len(classes) not in (1, len(seeds)):
         raise UserInputError(f"give one class, or one per seed ({len(seeds)})")
     frames = interpolation_frames(G, seeds, classes * (len(seeds) // len(classes)), args.trunc,
-                                  args.frames, loop=args.loop, **noise_options(args, G))
+                                  args.frames, loop=args.loop, cutoff=args.trunc_cutoff, **noise_options(args, G))
     written = write_video(Path(args.out), frames, fps=args.fps)
     if not written.is_file():  # never claim a file that is not there (the encoder's own report is not enough)
         raise SGXLError(f"the video encoder finished, but {written} is not there; nothing was written")
@@ -468,6 +469,11 @@ def cmd_explore(args: argparse.Namespace) -> int:
 
 # ----------------------------------------------------------------------------- parser
 
+def add_trunc_cutoff_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--trunc-cutoff", type=int, metavar="N",
+                   help="apply --trunc to the first N ws only (the coarse layers; default: all ws)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sgxl", description="StyleGAN-XL: generate, explore, train, invert")
     sub = parser.add_subparsers(dest="verb", required=True, metavar="COMMAND")
@@ -479,6 +485,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--classes", help="several classes (indices or names, comma separated, or 'all'): one grid row "
                                      "per class, the seeds as columns")
     p.add_argument("--trunc", type=float, default=1.0, help=PSI_HELP)
+    add_trunc_cutoff_argument(p)
     p.add_argument("--style-mix-seed", type=int, help="take some layers' w from this seed")
     p.add_argument("--style-mix-class", help="class of the style-mix seed (default: --class)")
     p.add_argument("--style-mix-layers", default="0-3", help="w indices taken from the mix seed (default 0-3)")
@@ -498,6 +505,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--class", dest="class_", help="class index or name (default 0)")
     p.add_argument("--classes", help="one class per seed, comma separated (class interpolation)")
     p.add_argument("--trunc", type=float, default=1.0, help=PSI_HELP)
+    add_trunc_cutoff_argument(p)
     p.add_argument("--frames", type=int, default=30, help="frames between two key seeds (default 30)")
     p.add_argument("--fps", type=int, default=30)
     p.add_argument("--loop", action="store_true", help="return to the first seed at the end")

@@ -1,9 +1,9 @@
 """Seeds -> latents -> images: the one sampling path shared by the CLI, the explorer and tests.
 
 Same seed, same image as the official tools: z = `np.random.RandomState(seed).randn(1, z_dim)`,
-truncation toward the class's `w_avg` on all ws (one w_avg for StyleGAN2/3), uint8 = `(x * 127.5 + offset)`
-clamped to 0..255 and truncated, offset 127.5 for StyleGAN-XL (its gen_images.py: `(x + 1) * 127.5`) and 128
-for StyleGAN2/3 (NVlabs gen_images.py).
+truncation toward the class's `w_avg` on all ws (one w_avg for StyleGAN2/3; with a cutoff, on the first N ws
+only: the official `truncation_cutoff`), uint8 = `(x * 127.5 + offset)` clamped to 0..255 and truncated, offset
+127.5 for StyleGAN-XL (its gen_images.py: `(x + 1) * 127.5`) and 128 for StyleGAN2/3 (NVlabs gen_images.py).
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from core.errors import UserInputError
 from core.networks.generator import Generator
 
 
@@ -30,23 +31,38 @@ def class_input(G: Generator, class_idx: int | None, batch: int, device: torch.d
     return torch.full([batch], int(class_idx), dtype=torch.long, device=device)
 
 
-def truncate(G: Generator, w: torch.Tensor, c: torch.Tensor | None, psi: float) -> torch.Tensor:
-    """`w_avg[class] + (w - w_avg[class]) * psi` on every w (official sampling scripts)."""
-    if psi == 1:
+def truncate(G: Generator, w: torch.Tensor, c: torch.Tensor | None, psi: float, cutoff: int | None = None
+             ) -> torch.Tensor:
+    """`w_avg[class] + (w - w_avg[class]) * psi` on the first `cutoff` ws (all of them when None).
+
+    The cutoff is the official mappings' `truncation_cutoff` (StyleGAN2/3, StyleGAN-XL, and the StyleGAN3
+    visualizer's "cutoff" slider): ws from index `cutoff` on keep their untruncated value, so psi tames
+    only the coarse layers that those ws drive. 0 truncates nothing, num_ws everything.
+    """
+    num_ws = w.shape[1]
+    if cutoff is not None and not 0 <= cutoff <= num_ws:
+        raise UserInputError(f"the truncation cutoff must be within 0..{num_ws} (this model has {num_ws} ws), "
+                             f"got {cutoff}")
+    if psi == 1 or cutoff == 0:
         return w
     c_weights = G.mapping.class_weights(c, w.shape[0], w.device)
     w_avg = G.mapping.class_w_avg(c_weights).unsqueeze(1)  # [B or 1, 1, w_dim]
-    return w_avg + (w - w_avg) * psi
+    if cutoff is None or cutoff == num_ws:
+        return w_avg + (w - w_avg) * psi
+    out = w.clone()
+    out[:, :cutoff] = w_avg + (w[:, :cutoff] - w_avg) * psi  # the same arithmetic on the truncated part
+    return out
 
 
 @torch.no_grad()
 def ws_from_seeds(
-    G: Generator, seeds: Sequence[int], class_idx: int | None, psi: float = 1.0, device: str | torch.device = "cpu"
+    G: Generator, seeds: Sequence[int], class_idx: int | None, psi: float = 1.0, device: str | torch.device = "cpu",
+    cutoff: int | None = None,
 ) -> torch.Tensor:
-    """[len(seeds), num_ws, w_dim] latents for `seeds` in class `class_idx`, truncated by `psi`."""
+    """[len(seeds), num_ws, w_dim] latents for `seeds` in class `class_idx`, truncated by `psi` (first `cutoff` ws)."""
     z = torch.cat([z_from_seed(s, G.z_dim) for s in seeds]).to(device)
     c = class_input(G, class_idx, len(seeds), device)
-    return truncate(G, G.mapping(z, c), c, psi)
+    return truncate(G, G.mapping(z, c), c, psi, cutoff)
 
 
 def style_mix(ws_a: torch.Tensor, ws_b: torch.Tensor, layers: Sequence[int]) -> torch.Tensor:

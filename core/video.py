@@ -17,17 +17,18 @@ from core.sampling import to_uint8, ws_from_seeds
 @torch.no_grad()
 def interpolation_frames(
     G: Generator, seeds: Sequence[int], classes: Sequence[int | None], psi: float, frames_between: int,
-    loop: bool = False, batch: int = 8, noise_mode: str = "const", noise_seed: int = 0,
+    loop: bool = False, batch: int = 8, noise_mode: str = "const", noise_seed: int = 0, cutoff: int | None = None,
 ) -> np.ndarray:
     """uint8 [N, H, W, 3]: linear interpolation in W from each key (seed, class) to the next.
 
     Each key's w already carries its class (the class embedding enters the mapping), so lerping w
-    between keys of different classes blends the classes too.
+    between keys of different classes blends the classes too. `cutoff`: truncate the first N ws only.
     """
     if frames_between < 1:
         raise UserInputError("--frames must be at least 1")
     device = next(G.parameters()).device
-    keys = torch.cat([ws_from_seeds(G, [s], c, psi, device) for s, c in zip(seeds, classes)])  # [K, num_ws, w_dim]
+    keys = torch.cat([ws_from_seeds(G, [s], c, psi, device, cutoff)
+                      for s, c in zip(seeds, classes)])  # [K, num_ws, w_dim]
     if loop:
         keys = torch.cat([keys, keys[:1]])
     if len(keys) < 2:
