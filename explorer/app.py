@@ -232,12 +232,13 @@ class Explorer:
         self._loading = None
         self._requested = None
         self.state.reset_for_model(info)
-        # Panels that tick before the next settings refresh (class thumbnails) must not send the old
-        # model's settings to the new model: the renderer would refuse them as another checkpoint's.
-        self.current_settings = self.state.settings(info)
         for panel in self.panels:
             panel.on_model(info)
         self._fit_columns()
+        # Panels that tick before the next settings refresh (class thumbnails) must not send the old
+        # model's settings to the new model: the renderer would refuse them as another checkpoint's. Taken
+        # after `on_model`, which drops what the new model cannot render (an inverted latent of another size).
+        self.current_settings = self.state.settings(info)
         classes = f"{info.c_dim} classes" if info.c_dim else "unconditional"
         name = Path(info.path).name or "model"
         self.set_status(f"Loaded {name} ({info.label}): {info.resolution}x{info.resolution}, {classes}, "

@@ -55,6 +55,7 @@ class RenderSettings:
     seeds: Weights = ((0, 1.0),)  # seeds blended in W with these weights (sum to 1)
     classes: Weights = ((0, 1.0),)  # sparse class weights [c_dim]; () for an unconditional model
     psi: float = 1.0  # truncation toward the (blended) class's w_avg
+    trunc_cutoff: int | None = None  # psi applies to the first N ws only (official truncation_cutoff); None = all
     mix_seed: int | None = None  # style mixing: ws of `mix_layers` come from this seed ...
     mix_classes: Weights = ()  # ... in these classes (() = same as `classes`)
     mix_layers: tuple[int, ...] = ()  # indices into num_ws
@@ -99,10 +100,20 @@ def blend_weights(a: Weights, b: Weights, t: float) -> Weights:
     return tuple(sorted((i, w) for i, w in out.items() if w != 0.0))
 
 
+def grid_seed(seed: int, ix: int, iy: int, stride: int = 1000) -> int:
+    """The seed at integer grid position (ix, iy) from `seed`: `seed + ix + iy * stride`, wrapped to 0..MAX_SEED.
+
+    Wrapping (as the official visualizer masks seeds to 32 bits) defines the grid everywhere, also left of
+    and above seed 0: one step left of seed 0 is seed 2**32 - 1. The pad's blend and "Snap to seed" both
+    use this, so snapping lands on the seed the image shows.
+    """
+    return (int(seed) + int(ix) + int(iy) * stride) % (MAX_SEED + 1)
+
+
 def grid_seed_weights(seed: int, offset: tuple[float, float], stride: int = 1000) -> Weights:
     """Seeds on a 2-D grid around `seed` and their bilinear weights for a fractional `offset`.
 
-    Grid cell (ix, iy) holds seed `seed + ix + iy * stride`; a fractional position blends the 4
+    Grid cell (ix, iy) holds seed `grid_seed(seed, ix, iy)`; a fractional position blends the 4
     nearest seeds in W (as the official visualizer's latent drag does), so dragging is smooth.
     """
     x, y = offset
@@ -112,7 +123,7 @@ def grid_seed_weights(seed: int, offset: tuple[float, float], stride: int = 1000
     corners = ((0, 0, (1 - fx) * (1 - fy)), (1, 0, fx * (1 - fy)), (0, 1, (1 - fx) * fy), (1, 1, fx * fy))
     for dx, dy, w in corners:
         if w > 0:
-            s = (seed + (x0 + dx) + (y0 + dy) * stride) % (MAX_SEED + 1)
+            s = grid_seed(seed, x0 + dx, y0 + dy, stride)
             out[s] = out.get(s, 0.0) + w
     return tuple(sorted(out.items()))
 
@@ -548,8 +559,8 @@ class Renderer:
 
     def thumb_key(self, settings: RenderSettings, classes: tuple[int, ...]) -> tuple:
         info = self.info
-        return (info.key if info else "", settings.seeds, settings.latent, settings.psi, settings.translate,
-                settings.rotate, settings.noise_mode, settings.noise_seed, tuple(classes))
+        return (info.key if info else "", settings.seeds, settings.latent, settings.psi, settings.trunc_cutoff,
+                settings.translate, settings.rotate, settings.noise_mode, settings.noise_seed, tuple(classes))
 
     # ------------------------------------------------------------------ asynchronous API (UI thread)
 
@@ -799,7 +810,7 @@ class Renderer:
         _validate(G, s)
         ws = self._base_ws(G, s, s.classes, dev)  # [1, num_ws, w_dim]
         if s.mix_layers and s.mix_seed is not None:
-            ws_b = ws_for(G, ((s.mix_seed, 1.0),), s.mix_classes or s.classes, s.psi, dev)
+            ws_b = ws_for(G, ((s.mix_seed, 1.0),), s.mix_classes or s.classes, s.psi, dev, s.trunc_cutoff)
             ws = style_mix(ws, ws_b, s.mix_layers)
         transform = input_transform(s.translate, s.rotate)
         noise = {"noise_mode": s.noise_mode, "noise_seed": s.noise_seed}
@@ -814,18 +825,18 @@ class Renderer:
                  ) -> torch.Tensor:
         """[1, num_ws, w_dim] before style mixing: the seed blend, or the registered latent moved to `classes`."""
         if not s.latent:
-            return ws_for(G, s.seeds, classes, s.psi, dev)
+            return ws_for(G, s.seeds, classes, s.psi, dev, s.trunc_cutoff)
         lat = self.latent(s.latent)
         if lat is None:
             raise UserInputError(f"no latent {s.latent!r} is registered")
         if tuple(lat.ws.shape[1:]) != (G.num_ws, G.w_dim):
             raise UserInputError(f"the latent {s.latent!r} has ws of shape {tuple(lat.ws.shape[1:])}, this model "
                                  f"needs ({G.num_ws}, {G.w_dim})")
-        ws = latent_ws(G, lat, classes, s.psi, dev)
+        ws = latent_ws(G, lat, classes, s.psi, dev, s.trunc_cutoff)
         t = sum(w for _, w in s.seeds)  # seeds next to a latent are blended into it (interpolation to seed B)
         if t > 0:
             seeds = tuple((seed, w / t) for seed, w in s.seeds)
-            ws = (1 - t) * ws + t * ws_for(G, seeds, classes, s.psi, dev)
+            ws = (1 - t) * ws + t * ws_for(G, seeds, classes, s.psi, dev, s.trunc_cutoff)
         return ws
 
     @staticmethod
@@ -904,6 +915,8 @@ def _validate(G: torch.nn.Module, s: RenderSettings) -> None:
         raise UserInputError(f"this {traits.label} model has no Fourier-feature input to translate or rotate")
     if s.noise_mode not in NOISE_MODES:
         raise UserInputError(f"unknown noise mode {s.noise_mode!r}; use one of {', '.join(NOISE_MODES)}")
+    if s.trunc_cutoff is not None and not 0 <= s.trunc_cutoff <= G.num_ws:
+        raise UserInputError(f"the truncation cutoff must be within 0..{G.num_ws} (this model has {G.num_ws} ws)")
 
 
 def class_vector(G: torch.nn.Module, classes: Weights, batch: int,
@@ -917,9 +930,9 @@ def class_vector(G: torch.nn.Module, classes: Weights, batch: int,
     return c.unsqueeze(0).repeat(batch, 1).to(device)
 
 
-def ws_for(G: torch.nn.Module, seeds: Weights, classes: Weights, psi: float, device: torch.device | str
-           ) -> torch.Tensor:
-    """[1, num_ws, w_dim]: the W blend of `seeds` in the class blend `classes`, truncated by `psi`.
+def ws_for(G: torch.nn.Module, seeds: Weights, classes: Weights, psi: float, device: torch.device | str,
+           cutoff: int | None = None) -> torch.Tensor:
+    """[1, num_ws, w_dim]: the W blend of `seeds` in the class blend `classes`, truncated by `psi` (first `cutoff`).
 
     One seed in one class is literally `core.sampling.ws_from_seeds` (the same w as `sgxl generate`,
     bit for bit; the image too when generate renders that seed alone: in a larger batch float rounding
@@ -928,16 +941,16 @@ def ws_for(G: torch.nn.Module, seeds: Weights, classes: Weights, psi: float, dev
     """
     if len(seeds) == 1 and seeds[0][1] == 1.0 and len(classes) <= 1 and all(w == 1.0 for _, w in classes):
         class_idx = classes[0][0] if classes else None
-        return ws_from_seeds(G, [seeds[0][0]], class_idx if G.c_dim else None, psi, device)
+        return ws_from_seeds(G, [seeds[0][0]], class_idx if G.c_dim else None, psi, device, cutoff)
     z = torch.cat([z_from_seed(s, G.z_dim) for s, _ in seeds]).to(device)  # [S, z_dim]
     c = class_vector(G, classes, len(seeds), device)  # [S, c_dim] or None
-    ws = truncate(G, G.mapping(z, c), c, psi)  # [S, num_ws, w_dim]
+    ws = truncate(G, G.mapping(z, c), c, psi, cutoff)  # [S, num_ws, w_dim]
     weights = torch.tensor([w for _, w in seeds], dtype=torch.float32, device=ws.device)
     return (ws * weights[:, None, None]).sum(dim=0, keepdim=True)  # [1, num_ws, w_dim]
 
 
-def latent_ws(G: torch.nn.Module, lat: Latent, classes: Weights, psi: float, device: torch.device | str
-              ) -> torch.Tensor:
+def latent_ws(G: torch.nn.Module, lat: Latent, classes: Weights, psi: float, device: torch.device | str,
+              cutoff: int | None = None) -> torch.Tensor:
     """A registered latent in the class blend `classes`, truncated by `psi`: [1, num_ws, w_dim].
 
     Class change by offset transfer (core/inversion/edit.py `class_swap`): w - w_avg[src] + c @ w_avg, so
@@ -953,6 +966,7 @@ def latent_ws(G: torch.nn.Module, lat: Latent, classes: Weights, psi: float, dev
         src = lat.class_idx if lat.class_idx is not None else 0
         if not (len(classes) == 1 and classes[0] == (src, 1.0)):  # exactly its own class: no arithmetic at all
             ws = ws - G.mapping.mean_w(src) + centre
-    if psi != 1.0:
-        ws = centre + (ws - centre) * psi  # core.sampling.truncate's arithmetic
+    if psi != 1.0 and cutoff != 0:
+        n = ws.shape[1] if cutoff is None else cutoff
+        ws = torch.cat([centre + (ws[:, :n] - centre) * psi, ws[:, n:]], dim=1)  # core.sampling.truncate's arithmetic
     return ws

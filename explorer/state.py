@@ -24,6 +24,7 @@ class ExplorerState:
     animate: bool = False
     anim_speed: float = 0.25  # interpolation round trips per second
     psi: float = 1.0
+    trunc_cutoff: int | None = None  # psi on the first N ws only (the official truncation_cutoff); None = all ws
     latent: str = ""  # a latent registered in the renderer (an inverted photo) instead of the seeds; "" = seeds
     # Class (selected class, blend toward a second class).
     class_idx: int = 0
@@ -54,6 +55,8 @@ class ExplorerState:
         if self.mix_class is not None and self.mix_class >= info.c_dim:
             self.mix_class = None
         self.mix_layers = {i for i in self.mix_layers if i < info.num_ws}
+        if self.trunc_cutoff is not None and self.trunc_cutoff >= info.num_ws:
+            self.trunc_cutoff = None  # "all ws" (the default) carries over to a model with more ws
         if self.layer and self.layer not in info.layer_names:
             self.layer = ""
         self.channel = 0
@@ -97,6 +100,7 @@ class ExplorerState:
             latent=self.latent,
             classes=self.class_weights(info),
             psi=float(self.psi),
+            trunc_cutoff=self.trunc_cutoff,
             mix_seed=int(self.mix_seed) if mixing else None,
             mix_classes=mix_classes,
             mix_layers=tuple(sorted(self.mix_layers)) if mixing else (),

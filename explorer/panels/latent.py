@@ -14,13 +14,20 @@ import dearpygui.dearpygui as dpg
 
 from core.limits import PSI_RANGE  # the same range `sgxl generate --trunc` accepts
 from explorer.panels.base import Panel
-from explorer.renderer import MAX_SEED
+from explorer.renderer import MAX_SEED, ModelInfo, grid_seed
 from explorer.state import SEED_GRID_STRIDE
 
 SEED_SLIDER_MAX = 1023
 PAD_SIZE = 150  # px
 PAD_PIXELS_PER_SEED = 50.0  # dragging this far moves one seed over
 SLIDER_W = 250
+
+
+def psi_note(per_class_w_avg: bool) -> str:
+    centre = ("the chosen class's mean w (per-class w_avg)" if per_class_w_avg
+              else "the model's mean w (one w_avg for all classes)")
+    return f"psi pulls w toward {centre}, on the first N ws only (the coarse layers) when the cutoff is below " \
+           "the number of ws."
 
 
 class LatentPanel(Panel):
@@ -40,8 +47,10 @@ class LatentPanel(Panel):
 
     def build(self) -> None:
         s = self.state
-        dpg.add_input_int(label="seed", tag=self.tag("seed_input"), default_value=s.seed, width=150,
-                          min_value=0, min_clamped=True, callback=self._on_seed)
+        # A double shown without decimals: Dear PyGui's int fields are 32-bit, seeds go up to 2**32 - 1.
+        dpg.add_input_double(label="seed", tag=self.tag("seed_input"), default_value=s.seed, width=150,
+                             format="%.0f", step=1, step_fast=100, min_value=0, max_value=MAX_SEED,
+                             min_clamped=True, max_clamped=True, callback=self._on_seed)
         dpg.add_slider_int(label="seed##slider", tag=self.tag("seed"), default_value=s.seed, min_value=0,
                            max_value=SEED_SLIDER_MAX, width=SLIDER_W, callback=self._on_seed)
         dpg.add_text("Drag on the pad or the image to move between seeds:", color=(170, 170, 170))
@@ -67,24 +76,26 @@ class LatentPanel(Panel):
         dpg.add_slider_float(label="psi (truncation)", tag=self.tag("psi"), default_value=s.psi,
                              min_value=PSI_RANGE[0], max_value=PSI_RANGE[1], width=SLIDER_W, format="%.2f",
                              callback=self._on_psi)
-        dpg.add_text("psi pulls w toward the chosen class's mean w (per-class w_avg).", color=(150, 150, 150),
-                     wrap=380, tag=self.tag("psi_note"))
+        dpg.add_slider_int(label="cutoff (first N ws)", tag=self.tag("cutoff"), default_value=1, min_value=0,
+                           max_value=1, width=SLIDER_W, callback=self._on_cutoff)
+        dpg.add_text(psi_note(True), color=(150, 150, 150), wrap=380, tag=self.tag("psi_note"))
         self._draw_pad()
 
-    def on_model(self, info) -> None:
-        per_class = info.traits is None or info.traits.per_class_w_avg
-        dpg.set_value(self.tag("psi_note"), "psi pulls w toward the chosen class's mean w (per-class w_avg)."
-                      if per_class else "psi pulls w toward the model's mean w (one w_avg for all classes).")
+    def on_model(self, info: ModelInfo) -> None:
+        dpg.set_value(self.tag("psi_note"), psi_note(info.traits is None or info.traits.per_class_w_avg))
+        cutoff = self.state.trunc_cutoff
+        dpg.configure_item(self.tag("cutoff"), max_value=info.num_ws)
+        dpg.set_value(self.tag("cutoff"), info.num_ws if cutoff is None else cutoff)
 
     # ------------------------------------------------------------------ callbacks (all on the main thread)
 
     def _on_seed(self, sender, value, user_data=None) -> None:
-        self.set_seed(int(value))
+        self.set_seed(int(round(value)))
 
     def set_seed(self, seed: int) -> None:
         self.state.latent = ""  # a seed edit switches from an inverted photo back to the seeds
         self.state.seed = min(max(int(seed), 0), MAX_SEED)
-        dpg.set_value(self.tag("seed_input"), min(self.state.seed, 2**31 - 1))
+        dpg.set_value(self.tag("seed_input"), float(self.state.seed))
         dpg.set_value(self.tag("seed"), min(self.state.seed, SEED_SLIDER_MAX))
 
     def _on_offset(self, sender, value, user_data=None) -> None:
@@ -96,9 +107,10 @@ class LatentPanel(Panel):
         dpg.set_value(self.tag("offset"), [x, y])
 
     def _on_snap(self, sender=None, app_data=None, user_data=None) -> None:
-        """Make the nearest grid seed the new origin (the image stays where the pad was)."""
+        """Make the nearest grid seed the new origin: the seed the pad's blend is closest to, also left of or above
+        seed 0 (the grid wraps there, `grid_seed`)."""
         ox, oy = self.state.offset
-        self.set_seed(self.state.seed + round(ox) + round(oy) * SEED_GRID_STRIDE)
+        self.set_seed(grid_seed(self.state.seed, round(ox), round(oy), SEED_GRID_STRIDE))
         self.set_offset(0.0, 0.0)
 
     def _on_reset(self, sender=None, app_data=None, user_data=None) -> None:
@@ -122,6 +134,12 @@ class LatentPanel(Panel):
 
     def _on_psi(self, sender, value, user_data=None) -> None:
         self.state.psi = float(value)
+
+    def _on_cutoff(self, sender, value, user_data=None) -> None:
+        info = self.app.info
+        n = int(value)
+        # Every ws (the default) is None, so the frame's cache key and copied command stay those of plain psi.
+        self.state.trunc_cutoff = None if info is None or n >= info.num_ws else max(n, 0)
 
     # ------------------------------------------------------------------ drag pad + animation
 
