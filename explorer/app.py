@@ -122,6 +122,8 @@ class Explorer:
         self._pending_display: Frame | None = None  # in the texture; on screen once the UI frame is drawn
         self.view = FrameView(self.texture_registry, self.image_tag, frame_path)
         self._loading: str | None = None
+        self._load_failed: str | None = None  # the checkpoint whose load failed last (the view says so)
+        self.view_has_frame = False  # the view's texture holds a frame (else a placeholder text shows instead)
         self.status_text = ""
         self.status_error = False
         self._status_kind = "info"
@@ -184,7 +186,9 @@ class Explorer:
                                                    tag=f"{panel.key}.header"):
                             panel.build()
                 with dpg.child_window(tag="view", width=-RIGHT_W - 8, height=-STATUS_H, no_scrollbar=True):
-                    dpg.add_image(placeholder, tag=self.image_tag, width=1, height=1)
+                    dpg.add_image(placeholder, tag=self.image_tag, width=1, height=1, show=False)
+                    # Until a frame arrives (no model, loading, a failed load) a sentence, not a black square.
+                    dpg.add_text("", tag="view.placeholder", color=(170, 170, 170), wrap=420)
                 with dpg.child_window(tag="right", width=RIGHT_W, height=-STATUS_H):
                     for panel in self.right_panels:
                         with dpg.collapsing_header(label=panel.title, default_open=True,
@@ -230,6 +234,7 @@ class Explorer:
     def _on_loaded(self, info: ModelInfo) -> None:
         self.info = info
         self._loading = None
+        self._load_failed = None
         self._requested = None
         self.state.reset_for_model(info)
         for panel in self.panels:
@@ -309,6 +314,8 @@ class Explorer:
             elif kind == "error":
                 loading = self._status_kind == "loading"
                 self.set_status(str(payload), error=True, kind="load_error" if loading else "render_error")
+                if loading:
+                    self._load_failed = self._loading
                 self._loading = None
         for panel in self.panels:
             panel.tick(now)
@@ -333,15 +340,37 @@ class Explorer:
             return
         self._incoming = None
         self._pending_display = frame
+        self.view_has_frame = True
         if self._status_kind == "render_error":
             self.set_status("ready")
 
+    def placeholder_text(self) -> str:
+        """What the view says while it has no frame to show."""
+        if self._loading is not None:
+            return f"Loading {Path(self._loading).name} ..."
+        if self.info is None and self._load_failed is not None:
+            return (f"{Path(self._load_failed).name} could not be opened (the status bar below says why).\n\n"
+                    "Open another checkpoint in the Checkpoint panel.")
+        if self.info is None:
+            return ("No model loaded.\n\nOpen a checkpoint (.sgxl, or an official StyleGAN-XL / StyleGAN .pkl) in "
+                    "the Checkpoint panel on the left.")
+        return "Rendering the first frame ..."
+
     def _layout(self) -> None:
-        """Scale the image to the view (keeping its aspect ratio) and centre it."""
+        """Scale the image to the view (keeping its aspect ratio) and centre it; a placeholder text without a frame."""
         if not dpg.does_item_exist("view") or self.view.shape is None:
             return
         vw, vh = dpg.get_item_rect_size("view")
         if vw <= 16 or vh <= 16:
+            return
+        if dpg.is_item_shown(self.image_tag) != self.view_has_frame:
+            dpg.configure_item(self.image_tag, show=self.view_has_frame)
+            dpg.configure_item("view.placeholder", show=not self.view_has_frame)
+        if not self.view_has_frame:
+            text = self.placeholder_text()
+            if dpg.get_value("view.placeholder") != text:
+                dpg.set_value("view.placeholder", text)
+            dpg.set_item_pos("view.placeholder", [max(8, int(vw / 2 - 210)), int(vh / 2 - 40)])
             return
         h, w = self.view.shape
         scale = min((vw - 16) / w, (vh - 16) / h)
@@ -415,9 +444,14 @@ class Explorer:
         now = self.clock()
         # What moves widgets: the viewport's size, a new model (panels shown/hidden, class list), a frame of
         # another size (the image is laid out again). Dear PyGui updates rectangles when it next draws, so
-        # after such a change the state is rebuilt for a few UI frames in a row.
+        # after such a change the state is rebuilt for a few UI frames in a row. Scrolling a column or the class
+        # grid and opening or closing a panel move widgets too (tests click what they read right after).
+        scrolls = tuple(dpg.get_y_scroll(t) for t in ("left", "right", self.class_panel.tag("grid_box"))
+                        if dpg.does_item_exist(t))
+        headers = tuple(bool(dpg.get_value(f"{p.key}.header")) for p in self.panels
+                        if dpg.does_item_exist(f"{p.key}.header"))
         key = (dpg.get_viewport_client_width(), dpg.get_viewport_client_height(), self.view.shape,
-               self.info.key if self.info else None)
+               self.info.key if self.info else None, scrolls, headers)
         cached = self._layout_cache
         if cached is None or cached[1] != key:
             self._layout_dirty = 3
@@ -473,6 +507,8 @@ class Explorer:
             "mouse_held": self.mouse_held,  # as the app saw it after the last frame (tests wait on these in drags)
             "mouse_pos": list(self._mouse or (0, 0)),
             "image_shape": list(self.view.shape or (0, 0)),
+            "view_placeholder": None if self.view_has_frame else self.placeholder_text(),
+            "classes": self.class_panel.test_state(),  # per frame: tests wait on thumbnails and scrolling
             "frame_view": self.view.summary(),
             "texture_file_settings": self.texture_file_settings,
             "ui_work_ms": sorted(self.work_times_ms)[len(self.work_times_ms) // 2] if self.work_times_ms else 0.0,
