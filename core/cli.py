@@ -47,6 +47,15 @@ def parse_int_list(text: str, what: str = "seeds") -> list[int]:
     return values
 
 
+def parse_translate(text: str) -> tuple[float, float]:
+    """'0.1,-0.25' -> (0.1, -0.25): the --translate of the input's Fourier features (official gen_images.py)."""
+    try:
+        x, y = (float(v) for v in text.split(","))
+    except ValueError:
+        raise UserInputError(f"cannot read --translate {text!r}: give two numbers like 0.1,-0.25") from None
+    return x, y
+
+
 def resolve_class(text: str | None, c_dim: int, class_names: list[str] | None) -> int | None:
     """A class given by index or by (part of) its name -> index; None for unconditional models."""
     if c_dim == 0:
@@ -173,7 +182,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from core.networks import precision
-    from core.sampling import image_grid, style_mix, to_uint8, ws_from_seeds
+    from core.sampling import image_grid, input_transform, style_mix, to_uint8, ws_from_seeds
 
     ckpt = load_model(args)
     G = ckpt.generator
@@ -185,6 +194,10 @@ def cmd_generate(args: argparse.Namespace) -> int:
         raise UserInputError(f"--style-mix-layers must be within 0..{G.num_ws - 1} (this model has {G.num_ws} ws)")
     mix_class = resolve_class(args.style_mix_class, G.c_dim, ckpt.class_names) if args.style_mix_class else None
     noise = noise_options(args, G)
+    transform = input_transform(parse_translate(args.translate), args.rotate)
+    if transform is not None and not G.traits.has_input_transform:
+        raise UserInputError(f"this {G.traits.label} model has no Fourier-feature input: --translate and --rotate "
+                             "apply to StyleGAN-XL and StyleGAN3 models")
 
     jobs = [(c, seeds[start:start + args.batch]) for c in classes for start in range(0, len(seeds), args.batch)]
     plan = bf16_plan(G, classes[0], device) if args.dtype == "bf16" else None
@@ -197,7 +210,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
                                        class_idx if mix_class is None else mix_class, args.trunc, device,
                                        args.trunc_cutoff)
                 ws = style_mix(ws, ws_mix, mix_layers)
-            images.append(to_uint8(G.synthesis(ws, **noise), G.traits.uint8_offset))
+            images.append(to_uint8(G.synthesis(ws, transform=transform, **noise), G.traits.uint8_offset))
     images_np = np.concatenate(images)  # class-major: all seeds of the first class, then the next class...
 
     n = len(images_np)
@@ -489,6 +502,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--style-mix-seed", type=int, help="take some layers' w from this seed")
     p.add_argument("--style-mix-class", help="class of the style-mix seed (default: --class)")
     p.add_argument("--style-mix-layers", default="0-3", help="w indices taken from the mix seed (default 0-3)")
+    p.add_argument("--translate", default="0,0", metavar="X,Y",
+                   help="translate the synthesis input's Fourier features (as official gen_images.py; default 0,0)")
+    p.add_argument("--rotate", type=float, default=0.0, metavar="DEG", help="rotate the input (degrees, default 0)")
     p.add_argument("--batch", type=int, default=8, help="images per forward pass (default 8)")
     p.add_argument("--dtype", choices=("float32", "bf16"), default="float32",
                    help="float32 (default, the exact images) or bf16: the layers this CPU runs faster in bfloat16 "

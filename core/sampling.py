@@ -8,6 +8,7 @@ only: the official `truncation_cutoff`), uint8 = `(x * 127.5 + offset)` clamped 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -63,6 +64,21 @@ def ws_from_seeds(
     z = torch.cat([z_from_seed(s, G.z_dim) for s in seeds]).to(device)
     c = class_input(G, class_idx, len(seeds), device)
     return truncate(G, G.mapping(z, c), c, psi, cutoff)
+
+
+def input_transform(translate: tuple[float, float], rotate_deg: float) -> torch.Tensor | None:
+    """3x3 transform for `G.synthesis(ws, transform=...)`; None for the identity.
+
+    The synthesis input expects the *inverse* of the wanted image transform (StyleGAN3 Sec. 3.1:
+    the Fourier features are sampled through it), so build rotate+translate and invert it.
+    """
+    if tuple(translate) == (0.0, 0.0) and rotate_deg == 0.0:
+        return None
+    a = math.radians(rotate_deg)
+    m = np.array([[math.cos(a), math.sin(a), translate[0]],
+                  [-math.sin(a), math.cos(a), translate[1]],
+                  [0.0, 0.0, 1.0]])
+    return torch.from_numpy(np.linalg.inv(m)).to(torch.float32)  # [3, 3]
 
 
 def style_mix(ws_a: torch.Tensor, ws_b: torch.Tensor, layers: Sequence[int]) -> torch.Tensor:

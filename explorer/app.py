@@ -47,6 +47,7 @@ from explorer.panels.perf import PerfPanel
 from explorer.panels.stylemix import StyleMixPanel
 from explorer.panels.train import TrainPanel
 from explorer.panels.transform import TransformPanel
+from explorer.panels.view import ViewPanel
 from explorer.renderer import Frame, ModelInfo, Renderer, RenderSettings, resolve_device
 from explorer.state import ExplorerState
 
@@ -123,7 +124,10 @@ class Explorer:
         self.view = FrameView(self.texture_registry, self.image_tag, frame_path)
         self._loading: str | None = None
         self._load_failed: str | None = None  # the checkpoint whose load failed last (the view says so)
-        self.view_has_frame = False  # the view's texture holds a frame (else a placeholder text shows instead)
+        self._uv_shown: tuple | None = None  # texture window of the image item (zoom / pan)
+        self.view_has_frame = False
+        self._clipped: list[dict] = []  # test state: widgets sticking out of their column (see clipped_items)
+        self._clipped_at = -1e9  # the view's texture holds a frame (else a placeholder text shows instead)
         self.status_text = ""
         self.status_error = False
         self._status_kind = "info"
@@ -151,13 +155,14 @@ class Explorer:
         self.transform_panel = TransformPanel(self)
         self.noise_panel = NoisePanel(self)
         self.layers_panel = LayersPanel(self)
+        self.view_panel = ViewPanel(self)
         self.perf_panel = PerfPanel(self)
         self.capture_panel = CapturePanel(self)
         self.train_panel = TrainPanel(self)
         self.invert_panel = InvertPanel(self)
         self.left_panels = [self.checkpoint_panel, self.latent_panel, self.noise_panel, self.mix_panel,
-                            self.transform_panel, self.layers_panel, self.perf_panel, self.capture_panel,
-                            self.train_panel, self.invert_panel]
+                            self.transform_panel, self.layers_panel, self.view_panel, self.perf_panel,
+                            self.capture_panel, self.train_panel, self.invert_panel]
         self.right_panels = [self.class_panel]
         self.panels = self.left_panels + self.right_panels
 
@@ -375,9 +380,14 @@ class Explorer:
         h, w = self.view.shape
         scale = min((vw - 16) / w, (vh - 16) / h)
         iw, ih = max(1, int(w * scale)), max(1, int(h * scale))
-        if (iw, ih) != tuple(dpg.get_item_configuration(self.image_tag)[k] for k in ("width", "height")):
+        cfg = dpg.get_item_configuration(self.image_tag)
+        if (iw, ih) != (cfg["width"], cfg["height"]):
             dpg.configure_item(self.image_tag, width=iw, height=ih)
             dpg.set_item_pos(self.image_tag, [int((vw - iw) / 2), int((vh - ih) / 2)])
+        uv = self.view_panel.zoom.window()  # zoom / pan: the part of the frame shown
+        if uv != self._uv_shown:
+            dpg.configure_item(self.image_tag, uv_min=uv[0], uv_max=uv[1])
+            self._uv_shown = uv
 
     @staticmethod
     def _fit_main_window() -> None:
@@ -433,6 +443,59 @@ class Explorer:
             out["min"], out["max"] = cfg.get("min_value"), cfg.get("max_value")
         return out
 
+    def clipped_items(self) -> list[dict]:
+        """What sticks out of its column in the open panels (clipped labels and texts), for GUI tests.
+
+        Two checks: a widget whose rectangle ends right of its column's content (the column's right edge
+        less the window padding and the scrollbar when it has one), and a column or child window with a
+        horizontal overflow (some widgets, e.g. simple plots, report no rectangle, but their label still
+        widens the content). Rectangles come from the last drawn frame, also for widgets scrolled out of
+        view; hidden widgets and closed panels are skipped.
+        """
+        out = []
+
+        def overflow(tag: int | str, panel: str) -> None:
+            over = dpg.get_item_state(tag).get("scroll_max", [0.0, 0.0])[0]
+            if over > 0:
+                out.append({"panel": panel, "item": dpg.get_item_alias(tag) or str(tag), "type": "mvChildWindow",
+                            "over_px": over, "label": "content wider than the window"})
+
+        for column, panels in (("left", self.left_panels), ("right", self.right_panels)):
+            if not dpg.does_item_exist(column) or not dpg.is_item_shown(column):
+                continue
+            x0 = dpg.get_item_pos(column)[0]  # screen x: the main window sits at the viewport's origin
+            right = x0 + dpg.get_item_width(column) - 8 - (14 if dpg.get_y_scroll_max(column) > 0 else 0)
+            overflow(column, column)
+            for panel in panels:
+                header = f"{panel.key}.header"
+                if not dpg.does_item_exist(header) or not dpg.get_value(header) or not dpg.is_item_shown(header):
+                    continue
+                stack = list(dpg.get_item_children(header, 1) or [])
+                while stack:
+                    item = stack.pop()
+                    if not dpg.is_item_shown(item):
+                        continue
+                    stack.extend(dpg.get_item_children(item, 1) or [])
+                    kind = dpg.get_item_type(item).split("::")[-1]
+                    if kind == "mvChildWindow":
+                        overflow(item, panel.key)
+                    st = dpg.get_item_state(item)
+                    if "rect_min" not in st or "rect_size" not in st or st["rect_size"][0] <= 0:
+                        continue
+                    over = st["rect_min"][0] + st["rect_size"][0] - right
+                    if over > 1:
+                        label = dpg.get_item_label(item) or str(dpg.get_value(item))[:60]
+                        out.append({"panel": panel.key, "item": dpg.get_item_alias(item) or str(item), "type": kind,
+                                    "over_px": over, "label": label})
+        return out
+
+    def _clipped_throttled(self) -> list[dict]:
+        """`clipped_items()` at most twice a second (it walks every widget of the open panels)."""
+        now = self.clock()
+        if now - self._clipped_at > 0.5:
+            self._clipped, self._clipped_at = self.clipped_items(), now
+        return self._clipped
+
     def _layout_state(self) -> dict:
         """The slowly changing part of the test state: widget rectangles and the train/invert panels.
 
@@ -479,6 +542,7 @@ class Explorer:
             },
             "panels_shown": {p.key: bool(dpg.is_item_shown(f"{p.key}.header")) for p in self.panels
                              if dpg.does_item_exist(f"{p.key}.header")},
+            "headers": {p.key: self.rect(f"{p.key}.header") for p in self.panels},
             "train": self.train_panel.test_state(),
             "invert": self.invert_panel.test_state(),
             "preview": self.perf_panel.preview_state(),
@@ -509,6 +573,11 @@ class Explorer:
             "image_shape": list(self.view.shape or (0, 0)),
             "view_placeholder": None if self.view_has_frame else self.placeholder_text(),
             "classes": self.class_panel.test_state(),  # per frame: tests wait on thumbnails and scrolling
+            "capture": self.capture_panel.test_state(),
+            "zoom": self.view_panel.test_state(),
+            "clipped": self._clipped_throttled(),
+            "scroll": {c: [dpg.get_y_scroll(c), dpg.get_y_scroll_max(c)] for c in ("left", "right")
+                       if dpg.does_item_exist(c)},
             "frame_view": self.view.summary(),
             "texture_file_settings": self.texture_file_settings,
             "ui_work_ms": sorted(self.work_times_ms)[len(self.work_times_ms) // 2] if self.work_times_ms else 0.0,

@@ -39,7 +39,7 @@ import torch
 from core.errors import SGXLError, UserInputError
 from core.networks import precision
 from core.networks.traits import NOISE_MODES, GeneratorTraits
-from core.sampling import style_mix, to_uint8, truncate, ws_from_seeds, z_from_seed
+from core.sampling import input_transform, style_mix, to_uint8, truncate, ws_from_seeds, z_from_seed
 
 MAX_SEED = 2**32 - 1  # np.random.RandomState accepts 0 .. 2**32 - 1
 LAYER_VIEWS = ("channels", "fft")
@@ -126,21 +126,6 @@ def grid_seed_weights(seed: int, offset: tuple[float, float], stride: int = 1000
             s = grid_seed(seed, x0 + dx, y0 + dy, stride)
             out[s] = out.get(s, 0.0) + w
     return tuple(sorted(out.items()))
-
-
-def input_transform(translate: tuple[float, float], rotate_deg: float) -> torch.Tensor | None:
-    """3x3 transform for `G.synthesis(ws, transform=...)`; None for the identity.
-
-    The synthesis input expects the *inverse* of the wanted image transform (StyleGAN3 Sec. 3.1:
-    the Fourier features are sampled through it), so build rotate+translate and invert it.
-    """
-    if tuple(translate) == (0.0, 0.0) and rotate_deg == 0.0:
-        return None
-    a = math.radians(rotate_deg)
-    m = np.array([[math.cos(a), math.sin(a), translate[0]],
-                  [-math.sin(a), math.cos(a), translate[1]],
-                  [0.0, 0.0, 1.0]])
-    return torch.from_numpy(np.linalg.inv(m)).to(torch.float32)  # [3, 3]
 
 
 def layer_image(x: torch.Tensor, channel: int, view: str) -> torch.Tensor:

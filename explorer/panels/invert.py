@@ -105,7 +105,9 @@ class InvertPanel(Panel):
                            show=False)
         dpg.add_text("", tag=t("status"), wrap=390)
         dpg.add_progress_bar(tag=t("progress"), default_value=0.0, width=-1, overlay="not started")
-        with dpg.plot(tag=t("plot"), height=140, width=-1, no_menus=True, no_mouse_pos=True):
+        # no_inputs: the mouse wheel over a plot scrolls the panel (ImPlot would zoom and swallow it); the
+        # axes fit the data by themselves as it arrives.
+        with dpg.plot(tag=t("plot"), height=140, width=-1, no_menus=True, no_mouse_pos=True, no_inputs=True):
             dpg.add_plot_legend(location=dpg.mvPlot_Location_NorthEast)
             dpg.add_plot_axis(dpg.mvXAxis, label="step", tag=t("x"))
             with dpg.plot_axis(dpg.mvYAxis, label="loss", tag=t("y")):

@@ -102,7 +102,7 @@ class TrainPanel(Panel):
             dpg.add_combo(list(PRESETS), tag=t("preset"), default_value="tiny", width=NUM_W, label="preset")
             dpg.add_combo(DEVICES, tag=t("device"), default_value=self.app.device, width=NUM_W, label="device")
         with dpg.group(horizontal=True):
-            dpg.add_input_text(tag=t("grow_from"), hint="grow from: snapshot of the stage below (optional)",
+            dpg.add_input_text(tag=t("grow_from"), hint="grow from: last stage's snapshot (optional)",
                                width=330)
             dpg.add_button(label="...", tag=t("grow_browse"), callback=self._on_browse, user_data="grow_from")
         dpg.add_checkbox(label="keep its discriminator (not a fresh one)", tag=t("keep_d"))
@@ -135,13 +135,15 @@ class TrainPanel(Panel):
         dpg.add_text("", tag=t("status"), wrap=390)
         dpg.add_progress_bar(tag=t("progress"), default_value=0.0, width=-1, overlay="no run")
 
-        with dpg.plot(tag=t("plot_loss"), height=150, width=-1, no_menus=True, no_mouse_pos=True):
+        # no_inputs: the mouse wheel over a plot scrolls the panel (ImPlot would zoom and swallow it); the
+        # axes fit the data by themselves as it arrives.
+        with dpg.plot(tag=t("plot_loss"), height=150, width=-1, no_menus=True, no_mouse_pos=True, no_inputs=True):
             dpg.add_plot_legend(location=dpg.mvPlot_Location_NorthEast)
             dpg.add_plot_axis(dpg.mvXAxis, label="kimg", tag=t("loss_x"))
             with dpg.plot_axis(dpg.mvYAxis, label="loss", tag=t("loss_y")):
                 dpg.add_line_series([], [], label="G loss", tag=t("series.G_loss"))
                 dpg.add_line_series([], [], label="D loss", tag=t("series.D_loss"))
-        with dpg.plot(tag=t("plot_speed"), height=130, width=-1, no_menus=True, no_mouse_pos=True):
+        with dpg.plot(tag=t("plot_speed"), height=130, width=-1, no_menus=True, no_mouse_pos=True, no_inputs=True):
             dpg.add_plot_legend(location=dpg.mvPlot_Location_NorthEast)
             dpg.add_plot_axis(dpg.mvXAxis, label="kimg", tag=t("speed_x"))
             with dpg.plot_axis(dpg.mvYAxis, label="sec/kimg", tag=t("speed_y")):
