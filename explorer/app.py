@@ -456,7 +456,7 @@ class Explorer:
 
         def overflow(tag: int | str, panel: str) -> None:
             over = dpg.get_item_state(tag).get("scroll_max", [0.0, 0.0])[0]
-            if over > 0:
+            if over > 4:  # ImGui widens a selectable's row by half the item spacing (4 px): no text is cut there
                 out.append({"panel": panel, "item": dpg.get_item_alias(tag) or str(tag), "type": "mvChildWindow",
                             "over_px": over, "label": "content wider than the window"})
 
@@ -480,14 +480,21 @@ class Explorer:
                     if kind == "mvChildWindow":
                         overflow(item, panel.key)
                     st = dpg.get_item_state(item)
-                    if "rect_min" not in st or "rect_size" not in st or st["rect_size"][0] <= 0:
-                        continue
-                    over = st["rect_min"][0] + st["rect_size"][0] - right
+                    if kind == "mvGroup" or "rect_min" not in st or "rect_size" not in st or st["rect_size"][0] <= 0:
+                        continue  # a group is the union of its widgets, which are checked one by one
+                    width = st["rect_size"][0]
+                    if kind == "mvSelectable":  # spans the whole row (and a bit more, see overflow): its label counts
+                        width = dpg.get_text_size(dpg.get_item_label(item) or "")[0]
+                    over = st["rect_min"][0] + width - right
                     if over > 1:
                         label = dpg.get_item_label(item) or str(dpg.get_value(item))[:60]
                         out.append({"panel": panel.key, "item": dpg.get_item_alias(item) or str(item), "type": kind,
                                     "over_px": over, "label": label})
         return out
+
+    def header_state(self, key: str) -> dict | None:
+        r = self.rect(f"{key}.header")
+        return None if r is None else {**r, "open": bool(dpg.get_value(f"{key}.header"))}
 
     def _clipped_throttled(self) -> list[dict]:
         """`clipped_items()` at most twice a second (it walks every widget of the open panels)."""
@@ -533,6 +540,9 @@ class Explorer:
                 "psi_slider": self.rect(self.latent_panel.tag("psi"), slider=True),
                 "pad": self.rect(self.latent_panel.tag("pad")),
                 "class_grid": self.rect(self.class_panel.tag("grid")),
+                "view": self.rect("view"),
+                "layer_combo": self.rect(self.layers_panel.tag("layer")),
+                **{f"capture.{n}": self.rect(self.capture_panel.tag(n)) for n in ("save", "save_window", "copy")},
                 "class_items": class_items,
                 "left": self.rect("left"),
                 "right": self.rect("right"),
@@ -542,7 +552,7 @@ class Explorer:
             },
             "panels_shown": {p.key: bool(dpg.is_item_shown(f"{p.key}.header")) for p in self.panels
                              if dpg.does_item_exist(f"{p.key}.header")},
-            "headers": {p.key: self.rect(f"{p.key}.header") for p in self.panels},
+            "headers": {p.key: self.header_state(p.key) for p in self.panels},
             "train": self.train_panel.test_state(),
             "invert": self.invert_panel.test_state(),
             "preview": self.perf_panel.preview_state(),

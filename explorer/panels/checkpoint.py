@@ -15,6 +15,7 @@ from explorer.panels.base import Panel
 from explorer.renderer import ModelInfo
 
 RECENT_MAX = 8
+RECENT_LABEL_CHARS = 54  # what fits the left column (7 px per character of the default font)
 
 
 def default_recent_file() -> Path:
@@ -28,6 +29,15 @@ def load_recent(path: Path) -> list[str]:
         return [str(p) for p in items if isinstance(p, str)][:RECENT_MAX]
     except (OSError, ValueError):
         return []
+
+
+def recent_label(path: str, max_chars: int = RECENT_LABEL_CHARS) -> str:
+    """"name  -  folder", the folder shortened from the left with "..." so the line fits the panel."""
+    name, folder = Path(path).name, str(Path(path).parent)
+    room = max_chars - len(name) - 5
+    if len(folder) > room:
+        folder = "..." + folder[-max(room - 3, 8):]
+    return f"{name}  -  {folder}"
 
 
 def add_recent(path: Path, entry: str) -> list[str]:
@@ -101,8 +111,10 @@ class CheckpointPanel(Panel):
         if not self.recent:
             dpg.add_text("  (none yet)", parent=self.tag("recent"), color=(150, 150, 150))
         for i, p in enumerate(self.recent):
-            dpg.add_selectable(label=f"{Path(p).name}  -  {Path(p).parent}", tag=self.tag(f"recent.{i}"),
+            dpg.add_selectable(label=recent_label(p), tag=self.tag(f"recent.{i}"),
                                parent=self.tag("recent"), user_data=p, callback=self._on_recent)
+            with dpg.tooltip(self.tag(f"recent.{i}")):
+                dpg.add_text(p)
 
     # ------------------------------------------------------------------ callbacks
 

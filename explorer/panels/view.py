@@ -60,7 +60,7 @@ class ViewZoom:
 
 
 class ViewPanel(Panel):
-    key = "view"
+    key = "zoom"
     title = "View (zoom / pan)"
     default_open = False
 
@@ -77,7 +77,7 @@ class ViewPanel(Panel):
             dpg.add_mouse_double_click_handler(button=dpg.mvMouseButton_Right, callback=self._on_fit)
 
     def build(self) -> None:
-        dpg.add_slider_float(label="zoom", tag=self.tag("zoom"), default_value=1.0, min_value=1.0,
+        dpg.add_slider_float(label="zoom", tag=self.tag("level"), default_value=1.0, min_value=1.0,
                              max_value=MAX_ZOOM, format="%.2fx", width=220, callback=self._on_zoom_slider)
         dpg.add_button(label="Fit (1x)", tag=self.tag("fit"), callback=self._on_fit)
         dpg.add_text("Wheel over the image: zoom at the cursor. Right- or middle-drag: pan. Right double-click: "
@@ -102,7 +102,7 @@ class ViewPanel(Panel):
 
     def zoom_by(self, factor: float, fx: float = 0.5, fy: float = 0.5) -> None:
         self.zoom.zoom_at(factor, min(max(fx, 0.0), 1.0), min(max(fy, 0.0), 1.0))
-        dpg.set_value(self.tag("zoom"), self.zoom.zoom)
+        dpg.set_value(self.tag("level"), self.zoom.zoom)
 
     def _on_pan_start(self, sender=None, app_data=None, user_data=None) -> None:
         if self._image_rect() is not None and dpg.is_item_hovered(self.app.image_tag):
@@ -114,7 +114,7 @@ class ViewPanel(Panel):
     def _on_fit(self, sender=None, app_data=None, user_data=None) -> None:
         if sender == self.tag("fit") or dpg.is_item_hovered(self.app.image_tag):
             self.zoom.reset()
-            dpg.set_value(self.tag("zoom"), 1.0)
+            dpg.set_value(self.tag("level"), 1.0)
 
     def tick(self, now: float) -> None:
         if self._pan_from is None:

@@ -231,11 +231,11 @@ def test_zoom_keeps_the_point_under_the_cursor() -> None:
 
 
 def test_zoom_slider_and_fit(app: Explorer) -> None:
-    app.invoke("view.zoom", 4.0)
+    app.invoke("zoom.level", 4.0)
     assert app.view_panel.zoom.zoom == 4.0
     assert app.view_panel.zoom.window() == ((0.375, 0.375), (0.625, 0.625))
-    app.invoke("view.fit")
-    assert app.view_panel.zoom.zoom == 1.0 and dpg.get_value("view.zoom") == 1.0
+    app.invoke("zoom.fit")
+    assert app.view_panel.zoom.zoom == 1.0 and dpg.get_value("zoom.level") == 1.0
 
 
 # ----------------------------------------------------------------------------- copy command
