@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 import shlex
 import time
+from dataclasses import fields
 from pathlib import Path
 
 import dearpygui.dearpygui as dpg
@@ -42,9 +43,16 @@ def unique_path(folder: Path, stem: str) -> Path:
     return path
 
 
+# The RenderSettings fields `generate_command` writes (or that why_not_generate refuses by name); any other
+# field that is not at its default makes the frame one the command would not reproduce.
+HANDLED_FIELDS = {"ckpt", "seeds", "classes", "psi", "trunc_cutoff", "mix_seed", "mix_classes", "mix_layers",
+                  "translate", "rotate", "layer", "channel", "layer_view", "latent"}
+
+
 def why_not_generate(s: RenderSettings) -> list[str]:
     """What in these settings `sgxl generate` cannot express (empty: it reproduces the frame exactly)."""
-    reasons = []
+    reasons = [f"the frame uses {f.name} = {getattr(s, f.name)!r}, which the command does not carry"
+               for f in fields(s) if f.name not in HANDLED_FIELDS and getattr(s, f.name) != f.default]
     if s.latent:
         reasons.append("an inverted photo's latent is shown (sgxl generate renders seeds)")
     elif len(s.seeds) != 1 or s.seeds[0][1] != 1.0:

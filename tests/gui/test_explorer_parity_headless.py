@@ -340,3 +340,22 @@ def test_the_view_says_what_it_waits_for(tmp_path: Path, tiny_ckpt: Path) -> Non
         show_frame(app)
         show_frame(app)
         assert app.view_has_frame and app.frame is not None
+
+
+def test_settings_the_command_does_not_carry_are_refused() -> None:
+    """A RenderSettings field the command builder does not know (a later addition) is never silently dropped."""
+    import dataclasses
+
+    from explorer.panels.capture import HANDLED_FIELDS, why_not_generate
+    from explorer.renderer import RenderSettings
+
+    assert HANDLED_FIELDS <= {f.name for f in dataclasses.fields(RenderSettings)}
+    plain = RenderSettings(seeds=((4, 1.0),), classes=((1, 1.0),), psi=0.5, trunc_cutoff=3)
+    assert why_not_generate(plain) == []
+
+    @dataclasses.dataclass(frozen=True)
+    class Later(RenderSettings):
+        noise_mode: str = "const"
+
+    assert why_not_generate(Later(**dataclasses.asdict(plain))) == []
+    assert "noise_mode = 'random'" in why_not_generate(Later(**dataclasses.asdict(plain), noise_mode="random"))[0]
