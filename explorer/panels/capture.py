@@ -46,7 +46,7 @@ def unique_path(folder: Path, stem: str) -> Path:
 # The RenderSettings fields `generate_command` writes (or that why_not_generate refuses by name); any other
 # field that is not at its default makes the frame one the command would not reproduce.
 HANDLED_FIELDS = {"ckpt", "seeds", "classes", "psi", "trunc_cutoff", "mix_seed", "mix_classes", "mix_layers",
-                  "translate", "rotate", "layer", "channel", "layer_view", "latent"}
+                  "translate", "rotate", "layer", "channel", "layer_view", "latent", "noise_mode", "noise_seed"}
 
 
 def why_not_generate(s: RenderSettings) -> list[str]:
@@ -86,6 +86,10 @@ def generate_command(s: RenderSettings, info: ModelInfo, out: str | Path) -> str
     if not s.transform_is_identity:
         # "=" keeps argparse from reading a negative value as an option.
         args += [f"--translate={s.translate[0]!r},{s.translate[1]!r}", f"--rotate={s.rotate!r}"]
+    if s.noise_mode != "const":  # StyleGAN2's noise inputs (const, the default, is what generate does)
+        args.append(f"--noise-mode={s.noise_mode}")
+        if s.noise_mode == "random":
+            args.append(f"--noise-seed={s.noise_seed}")
     args += [f"--device={info.device}", "--out", str(out)]
     return shlex.join(args)
 

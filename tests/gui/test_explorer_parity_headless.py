@@ -255,11 +255,18 @@ def run_command(command: str, tmp_path: Path) -> np.ndarray:
     return np.asarray(Image.open(out))
 
 
-@pytest.mark.parametrize("edit", ["plain", "cutoff", "mix", "transform", "unconditional"])
+@pytest.mark.parametrize("edit", ["plain", "cutoff", "mix", "transform", "unconditional", "stylegan2-noise",
+                                  "stylegan3"])
 def test_copied_command_reproduces_the_frame(tmp_path: Path, tiny_ckpt: Path, edit: str) -> None:
+    from tests.test_stylegan2_3 import tiny_sg2, tiny_sg3
+
     ckpt = tiny_ckpt
     if edit == "unconditional":
         ckpt = save_checkpoint(tmp_path / "uncond.sgxl", make_tiny_generator(16, c_dim=0, seed=4), {"kimg": 1})
+    if edit == "stylegan2-noise":
+        ckpt = save_checkpoint(tmp_path / "sg2.sgxl", tiny_sg2(c_dim=5), {"kimg": 1})
+    if edit == "stylegan3":
+        ckpt = save_checkpoint(tmp_path / "sg3.sgxl", tiny_sg3(c_dim=5), {"kimg": 1})
     with headless_explorer(tmp_path, ckpt) as app:
         dpg.set_value("capture.dir", str(tmp_path / "out"))
         app.invoke("latent.seed_input", 123)
@@ -272,15 +279,20 @@ def test_copied_command_reproduces_the_frame(tmp_path: Path, tiny_ckpt: Path, ed
             app.invoke("mix.seed", 9)
             app.invoke("mix.preset.fine")
             app.invoke("mix.class", "1: dog")
-        if edit == "transform":
+        if edit in ("transform", "stylegan3"):
             app.invoke("xform.tx", -0.125)
             app.invoke("xform.rotate", -30.5)
+        if edit == "stylegan2-noise":
+            app.invoke("noise.mode", "random")
+            app.invoke("noise.seed", 17)
+            app.invoke("latent.cutoff", 3)
         show_frame(app)
         command = app.capture_panel.copy_command()
         assert command and dpg.get_value("capture.command") == command
         assert app.capture_panel.clipboard == command
         assert "--seeds=123" in command and f"--trunc={app.state.psi!r}" in command
         assert ("--class=3" in command) == (edit != "unconditional")
+        assert ("--noise-mode=random --noise-seed=17" in command) == (edit == "stylegan2-noise")
         captured = app.capture_panel.save(tmp_path / "captured")
         from PIL import Image
 
@@ -355,7 +367,7 @@ def test_settings_the_command_does_not_carry_are_refused() -> None:
 
     @dataclasses.dataclass(frozen=True)
     class Later(RenderSettings):
-        noise_mode: str = "const"
+        sharpen: float = 0.0
 
     assert why_not_generate(Later(**dataclasses.asdict(plain))) == []
-    assert "noise_mode = 'random'" in why_not_generate(Later(**dataclasses.asdict(plain), noise_mode="random"))[0]
+    assert "sharpen = 0.5" in why_not_generate(Later(**dataclasses.asdict(plain), sharpen=0.5))[0]
