@@ -125,9 +125,9 @@ class Explorer:
         self._loading: str | None = None
         self._load_failed: str | None = None  # the checkpoint whose load failed last (the view says so)
         self._uv_shown: tuple | None = None  # texture window of the image item (zoom / pan)
-        self.view_has_frame = False
+        self.view_has_frame = False  # the view's texture holds a frame (else a placeholder text shows instead)
         self._clipped: list[dict] = []  # test state: widgets sticking out of their column (see clipped_items)
-        self._clipped_at = -1e9  # the view's texture holds a frame (else a placeholder text shows instead)
+        self._clipped_at = -1e9  # ... made at this time (clipped_items is throttled)
         self.status_text = ""
         self.status_error = False
         self._status_kind = "info"

@@ -345,6 +345,32 @@ def test_drag_shows_previews_then_the_exact_frame_of_the_last_settings(progressi
     assert 10 * np.log10(255**2 / mse) > 30  # ... of the same picture
 
 
+def test_the_truncation_cutoff_reaches_previews_and_the_refined_frame(progressive: Renderer, G) -> None:
+    """The explorer's cutoff slider during a drag: previews and the exact frame at rest both truncate only the
+    first N ws (the settings carry the cutoff through the preview and refinement jobs)."""
+    from dataclasses import replace
+
+    r = progressive
+    moves = [replace(RenderSettings.single(7, 1, -0.5), trunc_cutoff=c) for c in (1, 2, 3)]
+    for s in moves:
+        r.request(s, interactive=True)
+    assert r.wait_idle(60)
+    f = r.take_frame()
+    assert f.settings == moves[-1] and not f.preview
+    with torch.no_grad():
+        expected = to_uint8(G.synthesis(ws_from_seeds(G, [7], 1, -0.5, cutoff=3)))[0]
+    assert np.array_equal(f.to_uint8(), expected)
+    everywhere = core_image(G, 7, 1, -0.5)  # psi on all ws: another image
+    assert np.abs(expected.astype(int) - everywhere.astype(int)).mean() > 1
+    previews = [p for p in r.published if p.preview]
+    assert previews and all(p.settings in moves for p in previews)
+    for p in previews:  # each preview approximates the image *with* its cutoff, not psi on every ws
+        own = r.render_sync(p.settings).astype(float)
+        all_ws = r.render_sync(replace(p.settings, trunc_cutoff=None)).astype(float)
+        shown = p.to_uint8().astype(float)
+        assert ((shown - own) ** 2).mean() < ((shown - all_ws) ** 2).mean()
+
+
 def test_a_newer_request_interrupts_the_refinement(progressive: Renderer, G) -> None:
     r = progressive
     a, b = RenderSettings.single(11, 0, 0.9), RenderSettings.single(12, 0, 0.9)

@@ -12,10 +12,11 @@ from dataclasses import fields
 from pathlib import Path
 
 import dearpygui.dearpygui as dpg
+import numpy as np
 
 from core.errors import SGXLError
 from explorer.panels.base import Panel
-from explorer.renderer import ModelInfo, RenderSettings
+from explorer.renderer import Frame, ModelInfo, RenderSettings
 
 WINDOW_SHOT_TIMEOUT_S = 10.0  # Dear PyGui writes the frame buffer during a later frame; give up after this
 
@@ -133,7 +134,15 @@ class CapturePanel(Panel):
         if frame is None:
             raise SGXLError("nothing to save yet: no frame has been rendered")
         folder.mkdir(parents=True, exist_ok=True)
-        return save_image(unique_path(folder, capture_name(frame.settings)), frame.to_uint8())
+        return save_image(unique_path(folder, capture_name(frame.settings)), self.exact_image(frame))
+
+    def exact_image(self, frame: Frame) -> np.ndarray:
+        """uint8 [H, W, 3] of the exact frame: a preview on screen (bf16 / no last-stage anti-aliasing, while the
+        input moves) is replaced by the exact frame of its settings - cached, or rendered now on this thread - so
+        a capture always equals what the copied `sgxl generate` line writes."""
+        if not frame.preview:
+            return frame.to_uint8()
+        return self.app.renderer.render_frame(frame.settings).to_uint8()
 
     # ------------------------------------------------------------------ whole window
 

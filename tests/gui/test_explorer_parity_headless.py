@@ -301,6 +301,25 @@ def test_copied_command_reproduces_the_frame(tmp_path: Path, tiny_ckpt: Path, ed
         assert np.array_equal(run_command(command, tmp_path), shot)  # byte for byte
 
 
+def test_a_preview_on_screen_is_captured_as_the_exact_frame(app: Explorer, G, tmp_path: Path) -> None:
+    """While dragging, the view may show a preview (bf16, no last-stage anti-aliasing); "Save PNG" writes the
+    exact frame of its settings, which is what the copied command reproduces."""
+    import dataclasses
+
+    from PIL import Image
+
+    app.invoke("latent.seed_input", 5)
+    app.invoke("latent.psi", 0.6)
+    app.invoke("latent.cutoff", 2)
+    show_frame(app)
+    exact = app.frame.to_uint8().copy()
+    assert np.array_equal(exact, core(G, 5, 0, 0.6, cutoff=2))
+    wrong = np.zeros_like(app.frame.rgba)
+    app.frame = dataclasses.replace(app.frame, preview=True, rgba=wrong)  # an approximate image on screen
+    shot = np.asarray(Image.open(app.capture_panel.save(tmp_path / "cap")))
+    assert np.array_equal(shot, exact)
+
+
 def test_copy_command_says_why_not(app: Explorer) -> None:
     app.latent_panel.drag_by(20, 0)  # between two seeds
     show_frame(app)
