@@ -57,7 +57,7 @@ class PerfPanel(Panel):
                          callback=self._on_bf16)
         dpg.add_checkbox(label="preview: last stage without anti-aliasing", tag=self.tag("plain"),
                          default_value=r.plain_preview, callback=self._on_plain)
-        dpg.add_checkbox(label="progressive: preview while dragging, exact frame at rest", tag=self.tag("progressive"),
+        dpg.add_checkbox(label="progressive: preview while dragging, exact at rest", tag=self.tag("progressive"),
                          default_value=r.progressive, callback=self._on_progressive)
         dpg.add_text("", tag=self.tag("preview"), wrap=LEFT_TEXT_WRAP)
         self._refresh_preview()
