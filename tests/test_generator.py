@@ -185,3 +185,25 @@ def test_parameter_counts_match_the_official_configuration() -> None:
     assert counts["stem"] == 10 * conv_layer + torgb
     assert counts["synthesis_input"] == fourier
     assert counts["total"] == 101_883_463
+
+
+def test_mapping_under_bf16_autocast_truncates_in_float32() -> None:
+    """Under CPU autocast the mapping's layers run in bfloat16; ws come out float32 (as official), so truncation
+    toward the float32 w_avg, its cutoff and the w_avg update work, and match the float32 run closely."""
+    from core.networks.mapping_sg2 import StyleGAN2MappingConfig, StyleGAN2MappingNetwork
+
+    G = make_tiny_generator(16)
+    sg2 = StyleGAN2MappingNetwork(StyleGAN2MappingConfig(z_dim=16, c_dim=3, w_dim=16, num_layers=2), num_ws=6)
+    torch.manual_seed(0)
+    z = torch.randn(4, G.z_dim)
+    c = torch.nn.functional.one_hot(torch.tensor([0, 1, 2, 3]), G.c_dim).float()
+    cases = [(G.mapping, z, c), (sg2, torch.randn(4, 16), torch.nn.functional.one_hot(torch.arange(4) % 3, 3).float())]
+    for mapping, zz, cc in cases:
+        want = mapping(zz, cc, psi=0.7, truncation_cutoff=3)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            got = mapping(zz, cc, psi=0.7, truncation_cutoff=3, update_emas=True)
+        assert got.dtype == torch.float32
+        assert (got - want).abs().max() < 0.05 * want.abs().max()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        img = G(z, c, psi=0.5)
+    assert img.shape == (4, 3, 16, 16) and torch.isfinite(img).all()

@@ -83,7 +83,8 @@ class MappingNetwork(nn.Module):
         """The truncation centre per sample: [B, w_dim] (the class's w_avg, or the blend's)."""
         if c_weights is None:
             return self.w_avg.unsqueeze(0)
-        return c_weights @ self.w_avg
+        with torch.autocast(c_weights.device.type, enabled=False):  # float32 even under autocast (ws are float32)
+            return c_weights.to(torch.float32) @ self.w_avg
 
     def mean_w(self, class_idx: int | None) -> torch.Tensor:
         """[w_dim]: the truncation centre of one class (the global w_avg when unconditional)."""
@@ -106,6 +107,9 @@ class MappingNetwork(nn.Module):
             x = torch.cat([x, y], dim=1)  # [B, 2 * z_dim]
         for idx in range(self.cfg.num_layers):
             x = getattr(self, f"fc{idx}")(x)  # [B, w_dim]
+        # ws stay float32 under autocast (as official, where only the synthesis runs in reduced precision): the
+        # truncation lerp toward the float32 w_avg and the w_avg update need one dtype.
+        x = x.to(torch.float32)
 
         if update_emas:
             self._update_w_avg(x.detach(), c_weights)

@@ -81,6 +81,9 @@ class StyleGAN2MappingNetwork(nn.Module):
             x = torch.cat([x, y], dim=1)
         for idx in range(self.cfg.num_layers):
             x = getattr(self, f"fc{idx}")(x)  # [B, w_dim]
+        # ws stay float32 under autocast (as official, where only the synthesis runs in reduced precision): the
+        # truncation lerp toward the float32 w_avg and the w_avg update need one dtype.
+        x = x.to(torch.float32)
 
         if update_emas:
             with torch.no_grad():
