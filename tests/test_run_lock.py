@@ -18,8 +18,11 @@ from core.training.lock import LOCK_FILE, RunLock, lock_holder
 from tests.helpers import REPO
 
 HOLDER = r"""
-import sys, time
+import signal, sys, time
 from core.training.lock import RunLock
+# A process started from a non-interactive shell's background job inherits SIGINT ignored, and Python then
+# keeps it ignored: restore Ctrl-C's KeyboardInterrupt, which this test is about.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 with RunLock(sys.argv[1]):
     print("locked", flush=True)
     time.sleep(3600)  # holds the lock until the test kills it (a shorter nap could end under a slow test)
