@@ -446,6 +446,8 @@ def cmd_dataset(args: argparse.Namespace) -> int:
 def cmd_invert(args: argparse.Namespace) -> int:
     if args.steps < 1 or args.pti_steps < 1 or args.metrics_every < 1:
         raise UserInputError("--steps, --pti-steps and --metrics-every must be at least 1")
+    if args.threads is not None and args.threads < 1:
+        raise UserInputError("--threads must be at least 1")
     out = Path(args.out)
     check_writable(out, folder=True)
     # The outermost folder this run creates: removed again (when empty) if the inversion fails.
@@ -462,8 +464,8 @@ def cmd_invert(args: argparse.Namespace) -> int:
         projector=ProjectorConfig(steps=args.steps, w_plus=args.w_plus, lr=args.lr, seed=args.seed,
                                   preview_every=args.metrics_every),
         pti=PTIConfig(steps=args.pti_steps, lr=args.pti_lr, seed=args.seed, preview_every=args.metrics_every),
-        vgg16=args.vgg16, lpips=args.lpips, perceptual_size=args.perceptual_size, video=args.video, fps=args.fps,
-        progress=not args.no_progress)
+        vgg16=args.vgg16, lpips=args.lpips, perceptual_size=args.perceptual_size, threads=args.threads,
+        video=args.video, fps=args.fps, progress=not args.no_progress)
     try:
         run_invert(ckpt, opts)
     except BaseException:
@@ -642,6 +644,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--video", action="store_true", help="also write progress.mp4 of the optimisation")
     p.add_argument("--fps", type=int, default=30)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, help="CPU threads (default: all cores but one, as the explorer's Invert "
+                   "panel uses; the thread count changes the result in the last bits, and those grow)")
     p.add_argument("--out", default="out/invert", help="output folder (default out/invert)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_invert)

@@ -80,9 +80,8 @@ class InvertProcess:
         env["PYTHONPATH"] = os.pathsep.join([root] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
         env.setdefault("PYTHONUNBUFFERED", "1")
         env.pop("DISPLAY", None)  # the worker draws nothing: keep it away from the X server
-        if request.device != "cuda" and "OMP_NUM_THREADS" not in env:
-            # Leave a core to the UI (OpenMP barriers stall when the UI preempts a worker thread).
-            env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 2) - 1))
+        # No thread settings here: the worker uses `sgxl invert`'s default (all cores but one, which leaves a
+        # core to the UI), because the thread count changes the numbers (core.inversion.pipeline.default_threads).
         with open(run_dir / STDOUT_FILE, "wb") as out, open(run_dir / STDERR_FILE, "wb") as err:
             popen = subprocess.Popen(command or request.command(), stdin=subprocess.DEVNULL, stdout=out, stderr=err,
                                      env=env, cwd=run_dir, start_new_session=True)

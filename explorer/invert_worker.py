@@ -5,14 +5,16 @@ The explorer never inverts in its own process: the perceptual distance needs tim
 
     python -m explorer.invert_worker --ckpt C --image P --out DIR [--class K] [--steps N] [--pti-steps M] ...
 
-and only reads DIR (see explorer/invert_run.py):
+and only reads DIR (see explorer/invert_run.py). The inversion itself is `sgxl invert`'s: the arguments
+become the same `InvertOptions` and go through the same `core.inversion.pipeline.run_invert`, which calls
+back here after every step; so the panel and the CLI give the same result for the same settings.
 
   progress.jsonl     one JSON object per line: {"event": "start", ...}, then one row per optimisation step
                      {"phase", "step", "total", "loss", ... (+ "psnr" / "ssim" / "perceptual" on preview
                      steps)}, and last {"event": "done", ...} or {"event": "error", "message"}
   preview.png        the latest preview image (replaced atomically, at most every PREVIEW_MIN_S)
-  target.png, projected.png, pti.png, pivot.safetensors, pti.sgxl (the tuned generator + pivot) as
-  `sgxl invert` writes them (core/inversion/pipeline.py), each written atomically *before* the "done" line,
+  target.png, projected.png, pti.png, side_by_side.png, pivot.safetensors, pti.sgxl (the tuned generator +
+  pivot), metrics.json: written by `run_invert` as for `sgxl invert`, each atomically *before* the "done" line,
   so a reader that waits for "done" never sees half a result, and a killed worker leaves none.
 """
 
@@ -63,38 +65,45 @@ class ProgressLog:
         self.file.close()
 
 
-def run(args: argparse.Namespace, log: ProgressLog) -> None:
-    import torch
-    from safetensors.torch import save as st_save
-
+def invert_options(args: argparse.Namespace):
+    """The worker's arguments -> the `InvertOptions` `sgxl invert` builds from the same settings."""
     from core.errors import UserInputError
-    from core.inversion.perceptual import build_perceptual
-    from core.inversion.photo import load_photo
-    from core.inversion.projector import Projector, ProjectorConfig, choose_class
-    from core.inversion.pti import PivotalTuner, PTIConfig, save_pti_checkpoint
+    from core.inversion.pipeline import InvertOptions
+    from core.inversion.projector import ProjectorConfig
+    from core.inversion.pti import PTIConfig
+
+    if args.steps < 1 or args.pti_steps < 0:
+        raise UserInputError("projection needs at least 1 step and PTI at least 0")
+    box = None
+    if args.box:
+        try:
+            box = tuple(int(v) for v in args.box.split(","))
+        except ValueError:
+            raise UserInputError(f"cannot read the crop box {args.box!r}: give left,top,size") from None
+        if len(box) != 3:
+            raise UserInputError(f"cannot read the crop box {args.box!r}: give left,top,size")
+    return InvertOptions(
+        image=args.image, out=args.out, class_idx=None if args.class_idx < 0 else args.class_idx,
+        projector=ProjectorConfig(steps=args.steps, w_plus=args.w_plus, seed=args.seed,
+                                  preview_every=args.preview_every),
+        pti=PTIConfig(steps=args.pti_steps, seed=args.seed, preview_every=args.preview_every),
+        perceptual_size=args.perceptual_size, box=box, threads=args.threads, video=False, progress=False)
+
+
+def run(args: argparse.Namespace, log: ProgressLog) -> None:
+    from core.inversion.pipeline import prepare_invert, run_invert
     from core.io.checkpoint import load_checkpoint
     from core.sampling import to_uint8
 
+    opts = invert_options(args)
     out = Path(args.out)
-    if args.steps < 1 or args.pti_steps < 0:
-        raise UserInputError("projection needs at least 1 step and PTI at least 0")
     ckpt = load_checkpoint(args.ckpt, device=args.device)
-    G = ckpt.generator.eval()
-    box = tuple(int(v) for v in args.box.split(",")) if args.box else None
-    photo = load_photo(args.image, G.img_resolution, box)
-    target = photo.target.to(args.device)
-    class_idx = None if args.class_idx < 0 else args.class_idx
-    if class_idx is None and G.c_dim == 1000:  # ImageNet model: the classifier sees the photo at 256²
-        choice = choose_class(G, load_photo(args.image, 256, box).target.to(args.device))
-    else:
-        choice = choose_class(G, target, class_idx)
-    perceptual = build_perceptual(size=args.perceptual_size, device=args.device, resolution=G.img_resolution)
-    names = ckpt.class_names or []
-    log.write({"event": "start", "steps": args.steps, "pti_steps": args.pti_steps, "class": choice.index,
-               "class_name": names[choice.index] if choice.index is not None and choice.index < len(names) else None,
-               "class_note": choice.note, "notes": photo.notes, "perceptual": perceptual.description,
-               "resolution": G.img_resolution, "pid": os.getpid()})
-    _atomic_bytes(out / "target.png", _png_bytes(photo.to_uint8()))
+    setup = prepare_invert(ckpt, opts)
+    G = ckpt.generator
+    log.write({"event": "start", "steps": args.steps, "pti_steps": args.pti_steps, "class": setup.choice.index,
+               "class_name": setup.class_name, "class_note": setup.choice.note, "notes": setup.photo.notes,
+               "perceptual": setup.perceptual.description, "resolution": G.img_resolution, "threads": setup.threads,
+               "pid": os.getpid()})
 
     last_preview = [0.0]
 
@@ -106,33 +115,11 @@ def run(args: argparse.Namespace, log: ProgressLog) -> None:
             last_preview[0] = now
             _atomic_bytes(out / PREVIEW_FILE, _png_bytes(to_uint8(report.image)[0]))
 
-    projector = Projector(G, target, choice.index, perceptual,
-                          ProjectorConfig(steps=args.steps, w_plus=args.w_plus, preview_every=args.preview_every,
-                                          seed=args.seed))
-    for report in projector:
-        post(report)
-    proj = projector.result()
-    _atomic_bytes(out / "projected.png", _png_bytes(to_uint8(proj.image)[0]))
-    cls = torch.tensor([-1 if choice.index is None else choice.index], dtype=torch.int64)
-    _atomic_bytes(out / "pivot.safetensors", st_save({"ws": proj.ws.detach().cpu().contiguous(), "class": cls},
-                                                     metadata={"image": str(args.image), "checkpoint": args.ckpt}))
-    final = {"projection": proj.metrics}
-    if args.pti_steps > 0:
-        tuner = PivotalTuner(G, target, proj.ws, choice.index, perceptual,
-                             PTIConfig(steps=args.pti_steps, preview_every=args.preview_every, seed=args.seed))
-        for report in tuner:
-            post(report)
-        tuned = tuner.result()
-        _atomic_bytes(out / "pti.png", _png_bytes(to_uint8(tuned.image)[0]))
-        final["pti"] = tuned.metrics
-    else:  # no tuning: the result is the original generator with the projected pivot
-        from core.inversion.pti import PTIResult
-
-        tuned = PTIResult(generator=G, ws=proj.ws, class_idx=choice.index, image=proj.image, metrics=proj.metrics)
-    save_pti_checkpoint(out / RESULT_FILE, tuned, meta={  # written atomically by save_checkpoint
-        "kind": "pti", "source_checkpoint": str(args.ckpt), "image": str(args.image),
-        "resolution": G.img_resolution, "kimg": ckpt.meta.get("kimg", 0)}, class_names=ckpt.class_names)
-    log.write({"event": "done", "result": str((out / RESULT_FILE).resolve()), "class": choice.index, **final})
+    metrics = run_invert(ckpt, opts, log=lambda line: None, callback=post, setup=setup)
+    final = {"projection": metrics["projection"]["final"]}
+    if metrics["pti"]["final"] is not None:
+        final["pti"] = metrics["pti"]["final"]
+    log.write({"event": "done", "result": str((out / RESULT_FILE).resolve()), "class": setup.choice.index, **final})
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -150,6 +137,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--preview-every", type=int, default=1)
     p.add_argument("--device", default="cpu")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=None, help="CPU threads (default: all cores but one, as "
+                   "`sgxl invert` uses)")
     return p
 
 

@@ -95,8 +95,8 @@ class InvertPanel(Panel):
                               width=NUM_W, label="PTI steps")
         with dpg.group(horizontal=True):
             dpg.add_checkbox(label="W+", tag=t("w_plus"), default_value=False)
-            dpg.add_input_int(tag=t("net_size"), default_value=224, min_value=16, min_clamped=True, step=0,
-                              width=NUM_W, label="perceptual net input")
+            dpg.add_input_int(tag=t("net_size"), default_value=0, min_value=0, min_clamped=True, step=0,
+                              width=NUM_W, label="perceptual net input (0: auto)")
         dpg.add_input_text(tag=t("run_dir"), hint="output folder (default runs/invert/<photo>-<time>)", width=-1)
         with dpg.group(horizontal=True):
             dpg.add_button(label="Start", tag=t("start"), width=70, callback=self._on_start)
@@ -178,9 +178,11 @@ class InvertPanel(Panel):
             raise UserInputError("choose a photo to invert (Open... or type its path)")
         res = self.app.info.resolution if self.app.info is not None else CROP_PX
         try:
-            size = photo_size(Path(path).expanduser())
-            box = crop_box(size, float(dpg.get_value(self.tag("crop_zoom"))),
-                           tuple(dpg.get_value(self.tag("crop_centre"))[:2]))
+            # The untouched crop is no box at all: then the worker loads the photo exactly as `sgxl invert`
+            # does (the centre square; big JPEGs decoded at reduced scale), so both invert the same target.
+            box = None if self._default_crop() else crop_box(
+                photo_size(Path(path).expanduser()), float(dpg.get_value(self.tag("crop_zoom"))),
+                tuple(dpg.get_value(self.tag("crop_centre"))[:2]))
             photo = load_photo(Path(path).expanduser(), res, box)
         except SGXLError as e:
             self._drop_image("crop")
@@ -195,6 +197,10 @@ class InvertPanel(Panel):
         dpg.set_value(self.tag("photo_info"), text)
         dpg.configure_item(self.tag("photo_info"), color=DIM_COLOUR)
         return photo
+
+    def _default_crop(self) -> bool:
+        return float(dpg.get_value(self.tag("crop_zoom"))) >= 1.0 and \
+            tuple(dpg.get_value(self.tag("crop_centre"))[:2]) == (0.5, 0.5)
 
     def _on_photo(self, sender=None, app_data=None, user_data=None) -> None:
         self._guarded(self.check_photo)
@@ -239,9 +245,9 @@ class InvertPanel(Panel):
         out = self._text("run_dir") or str(default_run_dir(self._text("photo")).resolve())
         return InvertRequest(ckpt=ckpt, image=self._text("photo"), out=out, class_idx=class_idx, steps=steps,
                              pti_steps=pti_steps, w_plus=bool(dpg.get_value(self.tag("w_plus"))),
-                             perceptual_size=int(dpg.get_value(self.tag("net_size"))),
+                             perceptual_size=int(dpg.get_value(self.tag("net_size"))) or None,
                              preview_every=max(1, (steps + pti_steps) // 200), device=info.device,
-                             box=tuple(photo.box))
+                             box=None if self._default_crop() else tuple(photo.box))
 
     def start(self, command: list[str] | None = None) -> None:
         """Start the worker for the panel's fields (`command` replaces the worker's command line: tests)."""

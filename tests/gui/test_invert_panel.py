@@ -265,3 +265,58 @@ def test_real_worker_end_to_end_loads_the_result(app: Explorer, photo: Path, tmp
     assert np.array_equal(frame(app), synth(tuned.generator, ws))
     assert np.array_equal(frame(app), np.asarray(Image.open(out / "pti.png")))  # what the worker saw at the end
     assert app.invert_panel.original == (str(ckpt), "cpu")
+
+
+def test_panel_and_cli_give_the_same_inversion(app: Explorer, tmp_path: Path) -> None:
+    """The panel's worker and `sgxl invert` with the same photo, class and steps end in the same numbers.
+
+    They used to drift apart after a few steps: the worker ran with another thread count (the float sums
+    differ in the last bits and Adam amplifies that), loaded the photo through a crop box (no reduced JPEG
+    decoding) and fed the perceptual network 224² where the CLI used its default. Now both build the same
+    `InvertOptions` for `core.inversion.pipeline.run_invert`. The photo is a JPEG big enough to be decoded
+    at reduced scale, and the panel's fields keep their defaults (crop, perceptual size) apart from these.
+    """
+    rng = np.random.default_rng(3)
+    img = np.zeros((140, 200, 3), np.uint8)
+    img[..., 0] = np.linspace(0, 255, 200, dtype=np.uint8)[None, :]
+    img[40:100, 60:140, 1] = 220
+    img = np.clip(img + rng.integers(0, 40, img.shape), 0, 255).astype(np.uint8)
+    photo = tmp_path / "photo.jpg"
+    Image.fromarray(img).save(photo, quality=90)
+    G16 = make_tiny_generator(16, c_dim=3, seed=1)
+    ckpt = save_checkpoint(tmp_path / "tiny16.sgxl", G16, {"kimg": 2}, class_names=["a", "b", "c"])
+    app.load_checkpoint_sync(str(ckpt))
+    gui, cli = tmp_path / "gui", tmp_path / "cli"
+    dpg.set_value("invert.photo", str(photo))
+    dpg.set_value("invert.run_dir", str(gui))
+    dpg.set_value("invert.class", "1: b")
+    dpg.set_value("invert.steps", 4)
+    dpg.set_value("invert.pti_steps", 3)
+    app.invoke("invert.start")
+    command = [sys.executable, "-m", "core.cli", "invert", "--ckpt", str(ckpt), "--image", str(photo), "--class",
+               "1", "--steps", "4", "--pti-steps", "3", "--out", str(cli), "--device", "cpu", "--no-progress"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=tmp_path,
+                          env=dict(os.environ, PYTHONPATH=str(REPO)))
+    assert done.returncode == 0, done.stderr
+    wait_exit(app, 300)
+    assert app.invert_panel.result_path == str(gui / "pti.sgxl"), app.invert_panel.status_text
+
+    a, b = (json.loads((d / "metrics.json").read_text()) for d in (gui, cli))
+    assert a["threads"] == b["threads"] and a["photo"] == b["photo"] and a["perceptual"] == b["perceptual"]
+    assert "decoded the 200x140 JPEG at reduced scale" in a["photo"]["notes"][0]
+    for phase, steps in (("projection", 4), ("pti", 3)):
+        assert a[phase]["config"] | {"preview_every": 1} == b[phase]["config"] | {"preview_every": 1}
+        rows_a, rows_b = a[phase]["steps"], b[phase]["steps"]
+        assert len(rows_a) == len(rows_b) == steps
+        for ra, rb in zip(rows_a, rows_b):
+            assert ra["loss"] == pytest.approx(rb["loss"], rel=1e-6, abs=1e-7), (phase, ra, rb)
+        assert a[phase]["final"]["psnr"] == pytest.approx(b[phase]["final"]["psnr"], abs=1e-4)
+    # The step rows the panel plotted are the CLI's too.
+    plotted = [r for r in map(json.loads, (gui / PROGRESS_FILE).read_text().splitlines()) if "phase" in r]
+    cli_rows = b["projection"]["steps"] + b["pti"]["steps"]
+    assert [r["loss"] for r in plotted] == pytest.approx([r["loss"] for r in cli_rows], rel=1e-5)
+    ws_a, ws_b = (load_checkpoint(d / "pti.sgxl").extra_tensors["pivot"]["ws"] for d in (gui, cli))
+    assert torch.allclose(ws_a, ws_b, atol=1e-6)
+    for name in ("target.png", "projected.png", "pti.png"):
+        diff = np.abs(np.asarray(Image.open(gui / name), np.int16) - np.asarray(Image.open(cli / name), np.int16))
+        assert diff.max() <= 1, name
