@@ -461,9 +461,11 @@ def cmd_invert(args: argparse.Namespace) -> int:
     class_idx = resolve_class(args.class_, G.c_dim, ckpt.class_names) if args.class_ is not None else None
     opts = InvertOptions(
         image=args.image, out=args.out, class_idx=class_idx,
-        projector=ProjectorConfig(steps=args.steps, w_plus=args.w_plus, lr=args.lr, seed=args.seed,
-                                  preview_every=args.metrics_every),
-        pti=PTIConfig(steps=args.pti_steps, lr=args.pti_lr, seed=args.seed, preview_every=args.metrics_every),
+        projector=ProjectorConfig(steps=args.steps, w_plus=args.w_plus, seed=args.seed,
+                                  preview_every=args.metrics_every,
+                                  **({} if args.lr is None else {"lr": args.lr})),  # else the default the GUI uses
+        pti=PTIConfig(steps=args.pti_steps, seed=args.seed, preview_every=args.metrics_every,
+                      **({} if args.pti_lr is None else {"lr": args.pti_lr})),
         vgg16=args.vgg16, lpips=args.lpips, perceptual_size=args.perceptual_size, threads=args.threads,
         video=args.video, fps=args.fps, progress=not args.no_progress)
     try:
@@ -632,8 +634,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=1000, help="projection steps (default 1000)")
     p.add_argument("--pti-steps", type=int, default=350, help="pivotal tuning steps (default 350)")
     p.add_argument("--w-plus", action="store_true", help="optimise one w per layer (W+) instead of one w")
-    p.add_argument("--lr", type=float, default=0.1, help="projection learning rate (default 0.1)")
-    p.add_argument("--pti-lr", type=float, default=3e-4, help="PTI learning rate (default 3e-4)")
+    p.add_argument("--lr", type=float, help="projection learning rate (default 0.1)")
+    p.add_argument("--pti-lr", type=float, help="PTI learning rate (default 3e-4)")
     p.add_argument("--vgg16", help="VGG16 weights (torchvision state dict) for a VGG perceptual distance "
                    "(default: $SGXL_VGG16_WEIGHTS; without: EfficientNet-lite0 features)")
     p.add_argument("--lpips", help="LPIPS v0.1 VGG linear weights (default: $SGXL_LPIPS_WEIGHTS); with --vgg16 "
