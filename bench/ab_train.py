@@ -197,8 +197,10 @@ def write_report(arms: list[Arm], args: argparse.Namespace, metrics: str) -> Non
     (root / "results.json").write_text(json.dumps(payload, indent=2))
     cols = ["kimg", "sec_per_kimg", "train_wall_s", "fd_effnet", "precision_effnet", "recall_effnet"]
     cols += sorted({k for a in arms for k in a.result if k.startswith("class_acc")}) or ["class_acc"]
-    lines = [f"A/B at {args.kimg:g} kimg per arm, common flags `{args.common}`, metrics at {args.num} vs {args.num} "
-             f"images ({metrics}); device {args.device}, {args.parallel} arm(s) at a time.", "",
+    short = any(float(a.result.get("kimg") or 0) < args.kimg for a in arms)
+    stopped = " (not reached: stopped by --time-limit; each arm measured at its kimg column)" if short else ""
+    lines = [f"A/B to {args.kimg:g} kimg per arm{stopped}, common flags `{args.common}`, metrics at {args.num} vs "
+             f"{args.num} images ({metrics}); device {args.device}, {args.parallel} arm(s) at a time.", "",
              "| arm | flags | " + " | ".join(cols) + " | grid |", "|" + "---|" * (len(cols) + 3)]
     for a in arms:
         flags = (a.flags or "(defaults)") + (f" @ {a.ref}" if a.ref else "")
