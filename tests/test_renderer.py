@@ -436,16 +436,21 @@ def test_without_bf16_or_plain_activation_there_are_no_previews(G, one_thread, m
         r.close()
 
 
+def wait_for_plan(r: Renderer, timeout: float = 120.0) -> dict:
+    """The renderer's preview status once its background plan measurement has ended (or the time-out)."""
+    deadline = time.time() + timeout
+    with r._lock:  # the worker notifies this condition when the measurement ends
+        while r.preview_status()["state"] in ("waiting", "measuring") and time.time() < deadline:
+            r._lock.wait(1.0)
+    return r.preview_status()
+
+
 @pytest.mark.skipif(precision.cpu_bf16_support() is None, reason="this CPU has no native bf16")
 def test_worker_measures_the_plan_when_idle_after_a_load(G, one_thread) -> None:
     r = Renderer("cpu", bf16="auto")
     try:
         r.set_model(G, key="tiny16")
-        deadline = time.time() + 120
-        with r._lock:  # the worker notifies this condition when the measurement ends
-            while r.preview_status()["state"] in ("waiting", "measuring") and time.time() < deadline:
-                r._lock.wait(1.0)
-        st = r.preview_status()
+        st = wait_for_plan(r)
         assert st["state"] in ("ready", "no gain") and st["plan"] is not None
         assert [t.name for t in st["plan"].timings] == list(G.synthesis.layer_names)
         r.set_bf16(False)
@@ -461,11 +466,7 @@ def test_worker_measures_a_plan_without_bf16_too(one_thread, monkeypatch) -> Non
     r = Renderer("cpu", plain_preview=True, rest_s=0.05)
     try:
         r.set_model(G32, key="tiny32")
-        deadline = time.time() + 120
-        with r._lock:  # the worker notifies this condition when the measurement ends
-            while r.preview_status()["state"] in ("waiting", "measuring") and time.time() < deadline:
-                r._lock.wait(1.0)
-        st = r.preview_status()
+        st = wait_for_plan(r)
         assert st["state"] in ("ready", "no gain") and st["bf16_support"] is None
         plan = r._plan
         final = max(x.spec.stage for x in G32.synthesis.layers())
