@@ -2,9 +2,10 @@
 
 Starts a private Xvfb, runs the explorer on a random 'tiny' 64x64 checkpoint in a subprocess
 (`--test-state-file`: the app writes its state, incl. the wall time a frame was first drawn), then
-holds the psi slider with xdotool and moves it step by step. For every step:
+holds the psi slider and moves it step by step, with X pointer events sent from this process (XTest; xdotool
+where libXtst cannot be loaded). For every step:
 
-- end to end: time before `xdotool mousemove` -> the app's `displayed_at` for the frame whose
+- end to end: time right before the pointer event goes to the X server -> the app's `displayed_at` for the frame whose
   settings equal what the slider now says (X event delivery + UI frame + render + upload + draw);
 - in app: the app's own request -> on-screen time for that frame;
 - render: the worker's render time.
@@ -34,6 +35,7 @@ width: channel_base 2048, channel_max 32), or a checkpoint path. `--ckpt PATH` =
 from __future__ import annotations
 
 import argparse
+import ctypes
 import json
 import os
 import shutil
@@ -86,7 +88,7 @@ def summarize(name: str, xs: list[float]) -> dict:
 
 PAPER_WIDTH = 1 / 32  # of the paper's channel_base 65536 / channel_max 1024
 PREVIEW_READY = ("ready", "no gain", "unsupported", "unavailable", "off")  # the bf16 plan is settled
-METRICS = ("render", "preview", "fresh", "fresh_in_app", "cached", "exact_at_rest", "to_screen")
+METRICS = ("render", "preview", "preview_cpu", "queue", "fresh", "fresh_in_app", "cached", "exact_at_rest", "to_screen")
 
 
 def paper_structure_config(resolution: int = 256, width: float = PAPER_WIDTH, c_dim: int = 10) -> GeneratorConfig:
@@ -111,22 +113,77 @@ def model_checkpoint(name: str, res: int, work: Path) -> Path:
     return path
 
 
-def thread_cpu_s(pid: int) -> tuple[float, float]:
-    """(CPU seconds of the process's main thread = the explorer's UI thread, of all its other threads).
+def process_cpu_s(pid: int | str) -> float:
+    """CPU seconds (utime + stime) of process `pid` so far, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def thread_cpu_s(pid: int) -> dict[str, float]:
+    """CPU seconds of the explorer's threads by role: "ui" (the main thread), "gl" (Mesa's llvmpipe rasterizer
+    threads: the rest of the UI's drawing) and "render" (all others: the renderer's worker and torch's threads).
 
     From /proc (utime + stime): unlike wall-clock latencies these do not grow when other processes take
-    the cores, so they compare the UI thread's own work per frame across checkouts on a busy machine."""
-    tick = os.sysconf("SC_CLK_TCK")
+    the cores, so they compare the threads' own work per frame across checkouts on a busy machine."""
+    roles = {"ui": 0.0, "gl": 0.0, "render": 0.0}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            name = (task / "comm").read_text().strip()
+            cpu = process_cpu_s(f"{pid}/task/{task.name}")
+        except OSError:
+            continue  # the thread ended meanwhile
+        role = "ui" if task.name == str(pid) else "gl" if name.startswith("llvmpipe") else "render"
+        roles[role] += cpu
+    return roles
 
-    def cpu(path: str) -> float:
-        fields = Path(path).read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / tick  # utime, stime (fields 14, 15 of stat)
 
-    main, total = cpu(f"/proc/{pid}/task/{pid}/stat"), cpu(f"/proc/{pid}/stat")
-    return main, total - main
+class Pointer:
+    """Pointer moves and button 1 on `display`, sent from this process through the XTest extension.
+
+    The clock starts right before the event is flushed to the X server. With `xdotool` (the fallback) it
+    starts before a process is spawned: ~5 ms of start-up on a quiet 2-core machine and up to ~50 ms on a
+    busy one, which end-to-end numbers measured that way include (this benchmark's results before Dec 2026).
+    """
+
+    def __init__(self, display: str, env: dict) -> None:
+        self.env, self.how = env, "xtest"
+        try:
+            self.x11, self.xtst = ctypes.CDLL("libX11.so.6"), ctypes.CDLL("libXtst.so.6")
+        except OSError:
+            self.how, self.dpy = "xdotool", None
+            return
+        self.x11.XOpenDisplay.restype = ctypes.c_void_p
+        self.x11.XOpenDisplay.argtypes = [ctypes.c_char_p]
+        self.x11.XFlush.argtypes = self.x11.XCloseDisplay.argtypes = [ctypes.c_void_p]
+        self.xtst.XTestFakeMotionEvent.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_int, ctypes.c_int,
+                                                   ctypes.c_ulong]
+        self.xtst.XTestFakeButtonEvent.argtypes = [ctypes.c_void_p, ctypes.c_uint, ctypes.c_int, ctypes.c_ulong]
+        self.dpy = self.x11.XOpenDisplay(display.encode())
+        if not self.dpy:
+            raise RuntimeError(f"cannot open X display {display}")
+
+    def move(self, x: int, y: int) -> None:
+        if self.dpy is None:
+            subprocess.run(["xdotool", "mousemove", str(x), str(y)], check=True, env=self.env)
+            return
+        self.xtst.XTestFakeMotionEvent(self.dpy, -1, int(x), int(y), 0)  # -1: the pointer's current screen
+        self.x11.XFlush(self.dpy)
+
+    def button(self, down: bool) -> None:
+        if self.dpy is None:
+            subprocess.run(["xdotool", "mousedown" if down else "mouseup", "1"], check=True, env=self.env)
+            return
+        self.xtst.XTestFakeButtonEvent(self.dpy, 1, int(down), 0)
+        self.x11.XFlush(self.dpy)
+
+    def close(self) -> None:
+        if self.dpy is not None:
+            self.x11.XCloseDisplay(self.dpy)
+            self.dpy = None
 
 
-def session(repo: Path, ckpt: Path, display: str, app_args: list[str], steps: int, work: Path) -> dict:
+def session(repo: Path, ckpt: Path, display: str, app_args: list[str], steps: int, work: Path,
+            xserver_pid: int | None = None) -> dict:
     """One explorer run on `ckpt` (from checkout `repo`): drag psi over `steps` new positions, back over
     them (cached), then rest on a few new ones. Returns the raw samples (ms) and the UI frame rates."""
     state = work / "state.json"
@@ -134,14 +191,12 @@ def session(repo: Path, ckpt: Path, display: str, app_args: list[str], steps: in
     env = dict(os.environ, DISPLAY=display, PYTHONPATH=str(repo))
     env.pop("WAYLAND_DISPLAY", None)
     log_path = work / "explorer.log"
+    pointer = Pointer(display, env)  # before the app starts: nothing to clean up if the display is unusable
     with open(log_path, "w") as log:
         app = subprocess.Popen([sys.executable, "-m", "explorer.app", "--ckpt", str(ckpt), "--device", "cpu",
                                 "--test-state-file", str(state), "--recent-file", str(work / "recent.json"),
                                 "--exit-after", "900", *app_args],
                                cwd=repo, env=env, stdout=log, stderr=subprocess.STDOUT)
-
-    def xdo(*args: object) -> None:
-        subprocess.run(["xdotool", *map(str, args)], check=True, env=env)
 
     def exact(s: dict) -> bool:
         return s["displayed"] == s["settings"] and not s.get("displayed_preview", False)
@@ -171,17 +226,21 @@ def session(repo: Path, ckpt: Path, display: str, app_args: list[str], steps: in
         n = steps + 5
         xs = [x_start + int(span * (i + 1) / (n + 1)) for i in range(n)]
         drag, rest = xs[:steps], xs[steps:]
-        xdo("mousemove", x_start, y, "sleep", 0.2, "mousedown", 1, "sleep", 0.3)
+        pointer.move(x_start, y)
+        time.sleep(0.2)
+        pointer.button(True)
+        time.sleep(0.3)
         wait_state(state, exact, timeout=300)
         t_drag0 = time.time()
         f_drag0 = read_state(state)["ui_frames"]
         cpu0 = thread_cpu_s(app.pid)
+        x0 = process_cpu_s(xserver_pid) if xserver_pid else 0.0
         # Forward: every position is new (rendered: a preview when progressive). Backward: revisits (cached).
         for phase, positions in (("fresh", drag), ("cached", drag[-2::-1])):
             for x in positions:
                 before = read_state(state)["settings"]["psi"]
                 t0 = time.time()
-                xdo("mousemove", x, y)
+                pointer.move(x, y)
                 st = wait_state(state, lambda s, b=before, t=t0: s["settings"]["psi"] != b
                                 and s["displayed"] == s["settings"] and s["displayed_at"] >= t, timeout=120)
                 rows[phase].append((st["displayed_at"] - t0) * 1000)
@@ -190,32 +249,41 @@ def session(repo: Path, ckpt: Path, display: str, app_args: list[str], steps: in
                     rows["fresh_in_app"].append(st["last_latency_ms"])
                     rows["preview" if st.get("displayed_preview") else "render"].append(parts["render_ms"])
                     rows["to_screen"].append(parts["to_screen_ms"])
+                    rows["queue"].append(parts["queue_ms"])
+                    if st.get("displayed_preview"):
+                        rows["preview_cpu"].append(parts.get("render_cpu_ms", 0.0))
                 time.sleep(0.1)
         s_end = read_state(state)
         cpu1 = thread_cpu_s(app.pid)
+        x1 = process_cpu_s(xserver_pid) if xserver_pid else 0.0
         frames = max(1, s_end["ui_frames"] - f_drag0)
         drag_fps = frames / (s_end["time"] - t_drag0)
-        ui_cpu_ms = (cpu1[0] - cpu0[0]) * 1000 / frames  # the UI thread's CPU per UI frame while dragging
-        worker_cpu_share = (cpu1[1] - cpu0[1]) / (s_end["time"] - t_drag0)  # the other threads (renderer)
+        ui_cpu_ms = (cpu1["ui"] - cpu0["ui"]) * 1000 / frames  # the UI thread's CPU per UI frame while dragging
+        gl_cpu_ms = (cpu1["gl"] - cpu0["gl"]) * 1000 / frames  # llvmpipe's rasterizer threads per UI frame
+        worker_cpu_share = (cpu1["render"] - cpu0["render"]) / (s_end["time"] - t_drag0)  # cores the renderer kept busy
+        xserver_cpu_ms = (x1 - x0) * 1000 / frames  # what the X server spends per UI frame (Xvfb: the copy)
         # Rest on new positions (mouse still held): the time until the exact frame is on screen.
         for x in rest:
             before = read_state(state)["settings"]["psi"]
             t0 = time.time()
-            xdo("mousemove", x, y)
+            pointer.move(x, y)
             st = wait_state(state, lambda s, b=before, t=t0: s["settings"]["psi"] != b and exact(s)
                             and s["displayed_at"] >= t, timeout=120)
             rows["exact_at_rest"].append((st["displayed_at"] - t0) * 1000)
             rows["render"].append(st["last_latency_parts"]["render_ms"])  # the worker's time for the exact frame
-        xdo("mouseup", 1)
+        pointer.button(False)
         plan = (read_state(state) or {}).get("preview", {})
     finally:
+        pointer.close()
         app.terminate()
         try:
             app.wait(timeout=10)
         except subprocess.TimeoutExpired:
             app.kill()
     return {"samples": rows, "ui_fps_dragging": drag_fps, "ui_fps_idle": idle_fps, "preview": plan,
-            "ui_cpu_ms_per_frame": ui_cpu_ms, "other_threads_cpu_share": worker_cpu_share}
+            "ui_cpu_ms_per_frame": ui_cpu_ms, "gl_cpu_ms_per_frame": gl_cpu_ms,
+            "other_threads_cpu_share": worker_cpu_share, "input": pointer.how,
+            "xserver_cpu_ms_per_frame": xserver_cpu_ms}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -263,7 +331,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for _ in range(a.rounds):
             for label, m, repo, args in configs:
-                results.setdefault((m, label), []).append(session(repo, ckpts[m], display, args, a.steps, work))
+                results.setdefault((m, label), []).append(session(repo, ckpts[m], display, args, a.steps, work,
+                                                                     xvfb.pid))
     finally:
         xvfb.terminate()
         shutil.rmtree(work, ignore_errors=True)
@@ -276,23 +345,31 @@ def main(argv: list[str] | None = None) -> int:
             row[k] = round(statistics.median(samples[k]), 1) if samples[k] else ""
         row["fps_drag"] = round(statistics.median(r["ui_fps_dragging"] for r in runs), 1)
         row["ui_cpu_ms"] = round(statistics.median(r["ui_cpu_ms_per_frame"] for r in runs), 2)
+        row["gl_cpu_ms"] = round(statistics.median(r["gl_cpu_ms_per_frame"] for r in runs), 2)
         row["render_cpu"] = round(statistics.median(r["other_threads_cpu_share"] for r in runs), 2)
+        row["x_cpu_ms"] = round(statistics.median(r["xserver_cpu_ms_per_frame"] for r in runs), 2)
         row["fps_idle"] = round(statistics.median(r["ui_fps_idle"] for r in runs), 1)
         table.append(row)
         raw.append({"model": m, "config": label, "runs": runs,
                     "median_ms": {k: row[k] for k in METRICS}, "p95_ms": {
                         k: round(percentile(samples[k], 0.95), 1) for k in METRICS if samples[k]}})
+    inputs = sorted({r["input"] for runs in results.values() for r in runs})
     print(f"explorer latency (medians, ms): {a.rounds} round(s), {a.steps} steps, fps cap {a.fps}, "
-          f"{environment()['device']}, torch {torch.__version__}, load average {os.getloadavg()[0]:.2f}")
-    print("  render/preview: the worker's time for an exact / preview frame; fresh: slider move -> new frame "
+          f"{environment()['device']}, torch {torch.__version__}, load average {os.getloadavg()[0]:.2f}, "
+          f"pointer events by {'/'.join(inputs)}")
+    print("  render/preview: the worker's time for an exact / preview frame (queue: request -> the worker starts "
+          "it); fresh: slider move -> new frame "
           "on screen (end to end; fresh_in_app: from the app's request); cached: back over visited positions; "
           "exact_at_rest: move and rest -> the exact frame on screen")
-    print("  ui_cpu_ms: the UI thread's CPU time per UI frame while dragging; render_cpu: the other threads' CPU "
-          "(cores busy) meanwhile - both from /proc, robust to other processes' load")
-    print_table(table, ["model", "config", *METRICS, "fps_drag", "fps_idle", "ui_cpu_ms", "render_cpu"])
+    print("  ui_cpu_ms / gl_cpu_ms / x_cpu_ms: CPU per UI frame while dragging of the UI thread / Mesa's llvmpipe "
+          "threads / the X server; render_cpu: cores the renderer's threads kept busy meanwhile - all from /proc, "
+          "robust to other processes' load")
+    print_table(table, ["model", "config", *METRICS, "fps_drag", "fps_idle", "ui_cpu_ms", "gl_cpu_ms", "x_cpu_ms",
+                        "render_cpu"])
     path = write_json("explorer_latency", {
         "env": environment(), "fps_cap": a.fps, "threads": a.threads, "steps": a.steps, "rounds": a.rounds,
-        "load_average_1min": os.getloadavg()[0], "cpu_count": os.cpu_count(), "table": table, "sessions": raw})
+        "load_average_1min": os.getloadavg()[0], "cpu_count": os.cpu_count(), "input": inputs, "table": table,
+        "sessions": raw})
     print(f"wrote {path}")
     return 0
 

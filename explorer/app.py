@@ -53,6 +53,11 @@ from explorer.state import ExplorerState
 
 IDLE_FPS = 10  # frame rate with no input, no animation and nothing rendering (saves the CPU for torch)
 ACTIVE_SECONDS = 1.0  # stay at the full frame rate this long after the last sign of activity
+# Frame rate while the worker renders a requested frame. That render cannot be interrupted, so input read
+# meanwhile waits for it anyway; drawing the unchanged image 60 times a second would only take CPU from it
+# (a UI frame costs ~15 ms of CPU under Mesa's software GL: on 2 cores a preview took 41 ms at 60 fps,
+# 29 ms of it the renderer's own CPU time). A finished frame still wakes the loop at once.
+RENDERING_FPS = 30
 LEFT_W = 430
 RIGHT_W = 340
 STATUS_H = 34
@@ -181,6 +186,14 @@ class Explorer:
         # that costs Mesa's software rasteriser ~11 ms a frame at 1600x1000 (measured; ~1 ms without it), time
         # the renderer needs on a 2-core CPU. This window has no background (the viewport's clear colour, the
         # same grey, shows through), fills the viewport (`_fit_main_window`) and stays behind dialogs.
+        # For the same reason the child windows (panel columns, view, status bar) draw no background of their
+        # own: Dear PyGui fills each with an opaque quad of the window grey, blended pixel by pixel; the three
+        # columns together cost llvmpipe ~11 ms of CPU a frame at 1600x1000 (measured: 18.3 -> 7.7 ms with a
+        # 900x900 image in the view). A colour with alpha 0 is skipped by Dear ImGui, and the viewport's
+        # clear colour under them is the same grey, so nothing looks different.
+        with dpg.theme() as no_child_background, dpg.theme_component(dpg.mvAll):
+            dpg.add_theme_color(dpg.mvThemeCol_ChildBg, (0, 0, 0, 0))
+        dpg.bind_theme(no_child_background)
         with dpg.window(tag="main", no_scrollbar=True, no_background=True, no_title_bar=True, no_move=True,
                         no_resize=True, no_collapse=True, no_close=True, no_bring_to_front_on_focus=True,
                         no_saved_settings=True, pos=(0, 0)):
@@ -298,6 +311,14 @@ class Explorer:
             self._active_until = now + ACTIVE_SECONDS
         return now < self._active_until
 
+    def frame_rate(self, had_callbacks: bool) -> int:
+        """The UI's frame cap now: full while there is input or work, IDLE_FPS when idle, RENDERING_FPS
+        while the worker renders a requested frame (see RENDERING_FPS)."""
+        fps = self.fps_cap if self._is_active(had_callbacks) else min(IDLE_FPS, self.fps_cap)
+        if self.renderer.rendering_frame():
+            fps = min(fps, RENDERING_FPS)
+        return fps
+
     def invoke(self, tag: str, value=None, user_data=None) -> None:
         """Set a widget's value and run its callback exactly as a user's edit would (headless tests)."""
         if value is not None:
@@ -408,6 +429,7 @@ class Explorer:
             # Where the time went: waiting for the worker, rendering, waiting for the UI to upload+draw.
             self.last_latency_parts = {"queue_ms": (frame.started_at - frame.requested_at) * 1000,
                                        "render_ms": (frame.finished_at - frame.started_at) * 1000,
+                                       "render_cpu_ms": 0.0 if frame.cached else frame.render_cpu_ms,
                                        "to_screen_ms": (now - frame.finished_at) * 1000}
             self.latencies_ms.append(self.last_latency_ms)
             if self.test_texture_file is not None:
@@ -657,7 +679,7 @@ class Explorer:
                 # only while it draws, so an edit shows one frame after the frame that read it: draw that next
                 # frame at once (and one whose image the renderer just finished), at most once between two
                 # capped frames, instead of adding a whole frame period to every slider move.
-                fps = self.fps_cap if self._is_active(had_callbacks) else min(IDLE_FPS, self.fps_cap)
+                fps = self.frame_rate(had_callbacks)
                 self._wake.clear()  # before looking: a frame finished after the look still wakes the wait
                 jobs = dpg.get_callback_queue() or []
                 if early_ok and (jobs or self.renderer.has_frame() or self._incoming is not None):

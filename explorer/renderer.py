@@ -189,6 +189,9 @@ class Frame:
     rgba: np.ndarray  # uint8 [H, W, 4], alpha 255: the image `core.sampling.to_uint8` makes, plus alpha
     render_ms: float
     cached: bool = False
+    # CPU time of the worker thread for it: below render_ms when other threads or processes held the core
+    # (with one torch thread all of the render runs on the worker thread; with more this undercounts)
+    render_cpu_ms: float = 0.0
     preview: bool = False  # a preview (bf16, no last-stage anti-aliasing) while the input moves; exact follows
     requested_at: float = 0.0  # time.perf_counter() when the UI asked for it
     started_at: float = 0.0  # ... when the worker started on it (requested_at for cache hits)
@@ -615,6 +618,11 @@ class Renderer:
             return (bool(self._pending) or self._refine is not None
                     or self._working not in (None, "calibrate"))
 
+    def rendering_frame(self) -> bool:
+        """The worker is rendering a requested main-view frame (not a thumbnail, not an interruptible
+        refinement): input that arrives meanwhile waits for it (cheap: the UI loop asks every frame)."""
+        return self._working == "frame"
+
     def wait_idle(self, timeout: float) -> bool:
         """Block until no frame is owed (see `busy`); False on time-out. For tests and benchmarks."""
         deadline = time.perf_counter() + timeout
@@ -768,7 +776,7 @@ class Renderer:
     def _frame_for(self, model: _Model, settings: RenderSettings, generation: int,
                    requested_at: float, preview: bool = False) -> Frame:
         """The exact frame of `settings`, or with `preview` the preview (exact when no preview plan is usable)."""
-        t0 = time.perf_counter()
+        t0, cpu0 = time.perf_counter(), time.thread_time()
         hit = self._cache_get(model.info.key, settings, False)
         plan = self.preview_plan if preview else None
         if hit is None and plan is not None:
@@ -782,7 +790,8 @@ class Renderer:
             offset = model.G.traits.uint8_offset if not settings.layer else 127.5  # the family's official rounding
         rgba, device_rgba = self._to_host_rgba(img, offset)
         ms = (time.perf_counter() - t0) * 1000
-        frame = Frame(settings=settings, generation=generation, rgba=rgba, render_ms=ms, preview=plan is not None,
+        frame = Frame(settings=settings, generation=generation, rgba=rgba, render_ms=ms,
+                      render_cpu_ms=(time.thread_time() - cpu0) * 1000, preview=plan is not None,
                       requested_at=requested_at, started_at=t0, finished_at=time.perf_counter(),
                       device_rgba=device_rgba)
         self.stats["previews" if frame.preview else "renders"] += 1

@@ -94,6 +94,31 @@ def test_worker_frame_is_the_core_image_as_uint8_rgba(renderer: Renderer, G) -> 
     assert np.array_equal(np.rint(f.rgb * 255).astype(np.uint8), f.to_uint8())
 
 
+def test_rendering_frame_is_true_only_while_a_requested_frame_renders(renderer: Renderer, monkeypatch) -> None:
+    """The UI lowers its frame rate on `rendering_frame()` (explorer/app.py RENDERING_FPS): it must say True
+    while the worker renders a requested frame and False before and after it."""
+    started, release = threading.Event(), threading.Event()
+    real = renderer._render_tensor
+
+    def blocking(G, s):
+        started.set()
+        release.wait(60)
+        return real(G, s)
+
+    monkeypatch.setattr(renderer, "_render_tensor", blocking)
+    assert not renderer.rendering_frame()
+    renderer.request(RenderSettings.single(21, 0))
+    assert started.wait(60)
+    assert renderer.rendering_frame()
+    release.set()
+    f = wait_frame(renderer)
+    wait_idle(renderer)
+    assert not renderer.rendering_frame()
+    # The worker thread's own CPU time for the frame: positive, and (one torch thread: all of the work ran on
+    # that thread) not above its wall time; the wait inside `blocking` took no CPU.
+    assert 0 < f.render_cpu_ms <= f.render_ms + 1
+
+
 def test_cache_makes_scrubbing_back_instant(renderer: Renderer) -> None:
     a, b = RenderSettings.single(1, 0, 1.0), RenderSettings.single(2, 0, 1.0)
     renderer.request(a)
