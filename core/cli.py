@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -350,6 +351,12 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     if not args.resume and not args.data:
         raise UserInputError("give --data (a dataset made by `sgxl dataset`) or --resume RUN_DIR")
+    # Stop (Ctrl-C, or the explorer's Stop: SIGINT) must work while the run still loads, too. A process started
+    # from a non-interactive shell's background job (`sgxl train ... &`, or an explorer started that way)
+    # inherits SIGINT ignored, and Python leaves it so: the trainer's own handler only comes with the first
+    # step, and a stop asked for before it was lost. Until then SIGINT ends the command ("interrupted", 130).
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     out = args.out or (str(run_dir_of(args.resume)) if args.resume else "runs/run")
     check_writable(out, folder=True)  # before torch loads: a refusal is instant
     check_out_dir(out, args.resume, args.force_new, args.grow_from)

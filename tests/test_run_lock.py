@@ -123,3 +123,40 @@ def test_explorer_does_not_start_a_trainer_into_a_busy_run(tmp_path: Path) -> No
     finally:
         holder.kill()
         holder.wait()
+
+
+IGNORING_SIGINT = r"""
+import os, signal, sys
+# What a non-interactive shell's background job (`sgxl train ... &`) hands its children: SIGINT ignored.
+signal.signal(signal.SIGINT, signal.SIG_IGN)
+os.execv(sys.executable, [sys.executable, "-m", "core.cli", *sys.argv[1:]])
+"""
+
+
+def test_stop_while_the_run_loads_works_even_with_sigint_inherited_ignored(tmp_path: Path) -> None:
+    """Ctrl-C / the explorer's Stop during loading (before the trainer's own handler): the command ends with
+    'interrupted' and exit 130, and writes no snapshot. Before, an inherited SIG_IGN swallowed that signal and
+    the run trained on to --kimg."""
+    from PIL import Image
+
+    data = tmp_path / "data"
+    for c in range(2):
+        (data / f"class{c}").mkdir(parents=True)
+        for i in range(4):
+            Image.new("RGB", (16, 16), (40 + 150 * c, 80, 120 + i)).save(data / f"class{c}" / f"{i}.png")
+    run = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-c", IGNORING_SIGINT, "train", "--data", str(data), "--out", str(run),
+                             "--preset", "tiny", "--batch", "4", "--kimg", "1000", "--d-input-size", "64",
+                             "--no-progress"], cwd=REPO, stderr=subprocess.PIPE, text=True,
+                            env=dict(os.environ, PYTHONPATH=str(REPO)))
+    try:
+        # The run lock is taken before the dataset, the generator and the feature network load (seconds).
+        assert wait_until(lambda: (run / LOCK_FILE).exists() or proc.poll() is not None, timeout=120)
+        assert proc.poll() is None, proc.stderr.read()
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130 and "interrupted" in err, (proc.returncode, err[-2000:])
+    assert not list(run.glob("snapshots/*.sgxl")) and not (run / LOCK_FILE).exists()
