@@ -73,6 +73,24 @@ def wait_idle(r: Renderer) -> None:
     wait_until(lambda: not r.busy(), "the render worker to go idle")
 
 
+def hold_renders(renderer: Renderer, monkeypatch, seeds: list[int] | None = None
+                 ) -> tuple[threading.Event, threading.Event]:
+    """Make every render of the worker set `started`, then wait for `release` (requests arrive meanwhile);
+    the seed of each render goes to `seeds`. Returns (started, release)."""
+    started, release = threading.Event(), threading.Event()
+    real = renderer._render_tensor
+
+    def blocking(G, s):
+        if seeds is not None:
+            seeds.append(s.seeds[0][0])
+        started.set()
+        release.wait(60)
+        return real(G, s)
+
+    monkeypatch.setattr(renderer, "_render_tensor", blocking)
+    return started, release
+
+
 @pytest.mark.parametrize("seed,cls,psi", [(0, 0, 1.0), (3, 2, 0.7), (123456, 4, -0.5), (2**32 - 1, 1, 1.5)])
 def test_render_sync_is_exactly_core(renderer: Renderer, G, seed: int, cls: int, psi: float) -> None:
     got = renderer.render_sync(RenderSettings.single(seed, cls, psi))
@@ -97,15 +115,7 @@ def test_worker_frame_is_the_core_image_as_uint8_rgba(renderer: Renderer, G) -> 
 def test_rendering_frame_is_true_only_while_a_requested_frame_renders(renderer: Renderer, monkeypatch) -> None:
     """The UI lowers its frame rate on `rendering_frame()` (explorer/app.py RENDERING_FPS): it must say True
     while the worker renders a requested frame and False before and after it."""
-    started, release = threading.Event(), threading.Event()
-    real = renderer._render_tensor
-
-    def blocking(G, s):
-        started.set()
-        release.wait(60)
-        return real(G, s)
-
-    monkeypatch.setattr(renderer, "_render_tensor", blocking)
+    started, release = hold_renders(renderer, monkeypatch)
     assert not renderer.rendering_frame()
     renderer.request(RenderSettings.single(21, 0))
     assert started.wait(60)
@@ -146,17 +156,8 @@ def test_cache_key_is_the_full_settings(renderer: Renderer) -> None:
 
 
 def test_latest_request_wins(renderer: Renderer, monkeypatch) -> None:
-    started, release = threading.Event(), threading.Event()
-    real = renderer._render_tensor
     rendered: list[int] = []
-
-    def blocking(G, s):
-        rendered.append(s.seeds[0][0])
-        started.set()
-        release.wait(60)  # seed 10 renders until all the newer requests are in
-        return real(G, s)
-
-    monkeypatch.setattr(renderer, "_render_tensor", blocking)
+    started, release = hold_renders(renderer, monkeypatch, rendered)  # seed 10 renders until the newer requests are in
     renderer.request(RenderSettings.single(10, 0))
     assert started.wait(60)
     for seed in range(11, 16):  # arrive while seed 10 renders: only the newest survives
@@ -172,15 +173,7 @@ def test_latest_request_wins(renderer: Renderer, monkeypatch) -> None:
 def test_older_frame_never_replaces_a_newer_one(renderer: Renderer, monkeypatch) -> None:
     cached = RenderSettings.single(20, 0)
     renderer.render_frame(cached)  # now in the cache
-    started, release = threading.Event(), threading.Event()
-    real = renderer._render_tensor
-
-    def blocking(G, s):
-        started.set()
-        release.wait(60)
-        return real(G, s)
-
-    monkeypatch.setattr(renderer, "_render_tensor", blocking)
+    started, release = hold_renders(renderer, monkeypatch)
     renders = renderer.stats["renders"]
     renderer.request(RenderSettings.single(21, 0))  # slow, in flight
     assert started.wait(60)
@@ -193,15 +186,7 @@ def test_older_frame_never_replaces_a_newer_one(renderer: Renderer, monkeypatch)
 
 
 def test_model_change_discards_frames_of_the_old_model(renderer: Renderer, monkeypatch) -> None:
-    started, release = threading.Event(), threading.Event()
-    real = renderer._render_tensor
-
-    def blocking(G, s):
-        started.set()
-        release.wait(60)
-        return real(G, s)
-
-    monkeypatch.setattr(renderer, "_render_tensor", blocking)
+    started, release = hold_renders(renderer, monkeypatch)
     gen = renderer.generation
     renderer.request(RenderSettings.single(30, 0))
     assert started.wait(60)
@@ -210,7 +195,7 @@ def test_model_change_discards_frames_of_the_old_model(renderer: Renderer, monke
     release.set()
     wait_idle(renderer)  # the old model's frame is finished and was discarded, not posted
     assert renderer.take_frame() is None and renderer.stats["stale"] == 1
-    monkeypatch.setattr(renderer, "_render_tensor", real)
+    monkeypatch.undo()  # the real renders again
     renderer.request(RenderSettings.single(30, 0))
     f = wait_frame(renderer)
     assert f.generation == gen + 1
