@@ -53,7 +53,63 @@ def class_weights(c: ClassInput, c_dim: int, batch: int, device: torch.device | 
     return c.to(torch.float32)
 
 
-class MappingNetwork(nn.Module):
+class FullyConnectedMapping(nn.Module):
+    """What the StyleGAN-XL and the StyleGAN2/3 mapping networks share: z and the class embedding, each
+    normalized by its second moment and concatenated, through `cfg.num_layers` FC layers `fc0, fc1, ...` to w
+    (float32), the `w_avg` update, then w repeated for the `num_ws` synthesis inputs and truncated toward
+    `class_w_avg` (psi on the first `truncation_cutoff` ws). Subclasses build the layers and say how a class
+    is embedded (`embed_class`), what the truncation centre is (`class_w_avg`) and how `w_avg` moves."""
+
+    cfg: MappingConfig  # (StyleGAN2MappingConfig in the StyleGAN2/3 subclass: the fields used here are the same)
+    num_ws: int
+
+    def class_weights(self, c: ClassInput, batch: int, device: torch.device | str) -> torch.Tensor | None:
+        """Class input as float weights [B, c_dim] (one-hot for indices); None when unconditional."""
+        return class_weights(c, self.cfg.c_dim, batch, device)
+
+    def embed_class(self, c_weights: torch.Tensor) -> torch.Tensor:
+        """[B, c_dim] class weights -> the class half of the first layer's input, before its normalization."""
+        raise NotImplementedError
+
+    def class_w_avg(self, c_weights: torch.Tensor | None) -> torch.Tensor:
+        """The truncation centre per sample: [B or 1, w_dim]."""
+        raise NotImplementedError
+
+    def update_w_avg(self, w: torch.Tensor, c_weights: torch.Tensor | None) -> None:
+        raise NotImplementedError
+
+    def forward(
+        self,
+        z: torch.Tensor,
+        c: ClassInput = None,
+        psi: float = 1.0,
+        truncation_cutoff: int | None = None,
+        update_emas: bool = False,
+    ) -> torch.Tensor:
+        if z.ndim != 2 or z.shape[1] != self.cfg.z_dim:
+            raise ValueError(f"z must have shape [B, {self.cfg.z_dim}], got {tuple(z.shape)}")
+        x = normalize_2nd_moment(z.to(torch.float32))  # [B, z_dim]
+        c_weights = self.class_weights(c, z.shape[0], z.device)
+        if c_weights is not None:
+            y = normalize_2nd_moment(self.embed_class(c_weights))  # [B, embedding width]
+            x = torch.cat([x, y], dim=1)
+        for idx in range(self.cfg.num_layers):
+            x = getattr(self, f"fc{idx}")(x)  # [B, w_dim]
+        # ws stay float32 under autocast (as official, where only the synthesis runs in reduced precision): the
+        # truncation lerp toward the float32 w_avg and the w_avg update need one dtype.
+        x = x.to(torch.float32)
+        if update_emas:
+            with torch.no_grad():
+                self.update_w_avg(x.detach(), c_weights)
+        ws = x.unsqueeze(1).repeat([1, self.num_ws, 1])  # [B, num_ws, w_dim]
+        if psi != 1:
+            cutoff = self.num_ws if truncation_cutoff is None else truncation_cutoff
+            centre = self.class_w_avg(c_weights).unsqueeze(1)  # [B or 1, 1, w_dim]
+            ws[:, :cutoff] = centre.lerp(ws[:, :cutoff], psi)
+        return ws
+
+
+class MappingNetwork(FullyConnectedMapping):
     def __init__(self, cfg: MappingConfig, num_ws: int) -> None:
         super().__init__()
         self.cfg = cfg
@@ -71,10 +127,6 @@ class MappingNetwork(nn.Module):
             setattr(self, f"fc{idx}", layer)
         self.register_buffer("w_avg", torch.zeros([cfg.c_dim, cfg.w_dim] if conditional else [cfg.w_dim]))
 
-    def class_weights(self, c: ClassInput, batch: int, device: torch.device) -> torch.Tensor | None:
-        """Class input as float weights [B, c_dim] (one-hot for indices); None when unconditional."""
-        return class_weights(c, self.cfg.c_dim, batch, device)
-
     def class_embedding(self, c_weights: torch.Tensor) -> torch.Tensor:
         """[B, c_dim] weights -> [B, embed_dim]. One-hot rows select a row exactly; blends mix rows."""
         return c_weights @ self.embed.weight
@@ -90,39 +142,10 @@ class MappingNetwork(nn.Module):
         """[w_dim]: the truncation centre of one class (the global w_avg when unconditional)."""
         return self.w_avg if class_idx is None or self.cfg.c_dim == 0 else self.w_avg[class_idx]
 
-    def forward(
-        self,
-        z: torch.Tensor,
-        c: ClassInput = None,
-        psi: float = 1.0,
-        truncation_cutoff: int | None = None,
-        update_emas: bool = False,
-    ) -> torch.Tensor:
-        if z.ndim != 2 or z.shape[1] != self.cfg.z_dim:
-            raise ValueError(f"z must have shape [B, {self.cfg.z_dim}], got {tuple(z.shape)}")
-        x = normalize_2nd_moment(z.to(torch.float32))  # [B, z_dim]
-        c_weights = self.class_weights(c, z.shape[0], z.device)
-        if c_weights is not None:
-            y = normalize_2nd_moment(self.embed_proj(self.class_embedding(c_weights)))  # [B, z_dim]
-            x = torch.cat([x, y], dim=1)  # [B, 2 * z_dim]
-        for idx in range(self.cfg.num_layers):
-            x = getattr(self, f"fc{idx}")(x)  # [B, w_dim]
-        # ws stay float32 under autocast (as official, where only the synthesis runs in reduced precision): the
-        # truncation lerp toward the float32 w_avg and the w_avg update need one dtype.
-        x = x.to(torch.float32)
+    def embed_class(self, c_weights: torch.Tensor) -> torch.Tensor:
+        return self.embed_proj(self.class_embedding(c_weights))  # [B, z_dim]
 
-        if update_emas:
-            self._update_w_avg(x.detach(), c_weights)
-
-        ws = x.unsqueeze(1).repeat([1, self.num_ws, 1])  # [B, num_ws, w_dim]
-        if psi != 1:
-            cutoff = self.num_ws if truncation_cutoff is None else truncation_cutoff
-            centre = self.class_w_avg(c_weights).unsqueeze(1)  # [B or 1, 1, w_dim]
-            ws[:, :cutoff] = centre.lerp(ws[:, :cutoff], psi)
-        return ws
-
-    @torch.no_grad()
-    def _update_w_avg(self, w: torch.Tensor, c_weights: torch.Tensor | None) -> None:
+    def update_w_avg(self, w: torch.Tensor, c_weights: torch.Tensor | None) -> None:
         beta = self.cfg.w_avg_beta
         if c_weights is None:
             self.w_avg.copy_(w.mean(dim=0).lerp(self.w_avg, beta))

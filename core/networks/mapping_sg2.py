@@ -16,10 +16,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 import torch
-from torch import nn
 
-from core.networks.layers import FullyConnectedLayer, normalize_2nd_moment
-from core.networks.mapping import ClassInput, class_weights
+from core.networks.layers import FullyConnectedLayer
+from core.networks.mapping import FullyConnectedMapping
 
 
 @dataclass
@@ -37,7 +36,7 @@ class StyleGAN2MappingConfig:
         return asdict(self)
 
 
-class StyleGAN2MappingNetwork(nn.Module):
+class StyleGAN2MappingNetwork(FullyConnectedMapping):
     def __init__(self, cfg: StyleGAN2MappingConfig, num_ws: int) -> None:
         super().__init__()
         self.cfg = cfg
@@ -52,9 +51,8 @@ class StyleGAN2MappingNetwork(nn.Module):
             setattr(self, f"fc{idx}", layer)
         self.register_buffer("w_avg", torch.zeros([cfg.w_dim]))
 
-    def class_weights(self, c: ClassInput, batch: int, device: torch.device | str) -> torch.Tensor | None:
-        """Class input as float weights [B, c_dim] (one-hot for indices); None when unconditional."""
-        return class_weights(c, self.cfg.c_dim, batch, device)
+    def embed_class(self, c_weights: torch.Tensor) -> torch.Tensor:
+        return self.embed(c_weights)  # [B, embed_features]
 
     def class_w_avg(self, c_weights: torch.Tensor | None) -> torch.Tensor:
         """The truncation centre: [1, w_dim], the same for every class (one global w_avg)."""
@@ -64,33 +62,5 @@ class StyleGAN2MappingNetwork(nn.Module):
         """[w_dim]: the truncation centre (one w_avg for every class)."""
         return self.w_avg
 
-    def forward(
-        self,
-        z: torch.Tensor,
-        c: ClassInput = None,
-        psi: float = 1.0,
-        truncation_cutoff: int | None = None,
-        update_emas: bool = False,
-    ) -> torch.Tensor:
-        if z.ndim != 2 or z.shape[1] != self.cfg.z_dim:
-            raise ValueError(f"z must have shape [B, {self.cfg.z_dim}], got {tuple(z.shape)}")
-        x = normalize_2nd_moment(z.to(torch.float32))  # [B, z_dim]
-        c_weights = self.class_weights(c, z.shape[0], z.device)
-        if c_weights is not None:
-            y = normalize_2nd_moment(self.embed(c_weights))  # [B, embed_features]
-            x = torch.cat([x, y], dim=1)
-        for idx in range(self.cfg.num_layers):
-            x = getattr(self, f"fc{idx}")(x)  # [B, w_dim]
-        # ws stay float32 under autocast (as official, where only the synthesis runs in reduced precision): the
-        # truncation lerp toward the float32 w_avg and the w_avg update need one dtype.
-        x = x.to(torch.float32)
-
-        if update_emas:
-            with torch.no_grad():
-                self.w_avg.copy_(x.detach().mean(dim=0).lerp(self.w_avg, self.cfg.w_avg_beta))
-
-        ws = x.unsqueeze(1).repeat([1, self.num_ws, 1])  # [B, num_ws, w_dim]
-        if psi != 1:
-            cutoff = self.num_ws if truncation_cutoff is None else truncation_cutoff
-            ws[:, :cutoff] = self.w_avg.lerp(ws[:, :cutoff], psi)
-        return ws
+    def update_w_avg(self, w: torch.Tensor, c_weights: torch.Tensor | None) -> None:
+        self.w_avg.copy_(w.mean(dim=0).lerp(self.w_avg, self.cfg.w_avg_beta))
