@@ -675,23 +675,21 @@ class Explorer:
                 if exit_after is not None and now - start > exit_after:
                     break
                 # Own frame cap (vsync does not throttle under Xvfb/llvmpipe); drop to IDLE_FPS when idle,
-                # because drawing the UI competes with torch for the same CPU cores. But Dear PyGui reads input
-                # only while it draws, so an edit shows one frame after the frame that read it: draw that next
-                # frame at once (and one whose image the renderer just finished), at most once between two
-                # capped frames, instead of adding a whole frame period to every slider move.
+                # because drawing the UI competes with torch for the same CPU cores. An image the renderer just
+                # finished is drawn at once, whenever it arrives (at most one per render). And Dear PyGui reads
+                # input only while it draws, so an edit shows one frame after the frame that read it: draw that
+                # next frame at once too, but at most once between two capped frames (a drag queues callbacks
+                # every frame), instead of adding a whole frame period to every slider move.
                 fps = self.frame_rate(had_callbacks)
                 self._wake.clear()  # before looking: a frame finished after the look still wakes the wait
                 jobs = dpg.get_callback_queue() or []
-                if early_ok and (jobs or self.renderer.has_frame() or self._incoming is not None):
+                if self.renderer.has_frame():
+                    continue
+                if early_ok and (jobs or self._incoming is not None):
                     early_ok = False
                     continue
                 budget = 1.0 / max(fps, 1) - (self.clock() - t_work)
-                woke = False
-                if budget > 0:
-                    if early_ok:
-                        woke = self._wake.wait(budget)
-                    else:
-                        time.sleep(budget)
+                woke = budget > 0 and self._wake.wait(budget)
                 early_ok = not woke
         finally:
             self.invert_panel.close()  # an inversion nobody will load is not left running
