@@ -1,10 +1,11 @@
-"""Helpers shared by tests: tiny generators and the path of the optional official fixtures."""
+"""Helpers shared by tests: tiny generators, the path of the optional official fixtures, waiting on a state."""
 
 from __future__ import annotations
 
 import errno
 import os
 import sys
+import time
 import types
 from collections.abc import Callable
 from pathlib import Path
@@ -19,6 +20,16 @@ if TYPE_CHECKING:  # bench/ imports this module too, where pytest need not be in
     import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def wait_until(condition: Callable[[], object], what: str, timeout: float = 60.0, poll_s: float = 0.005) -> None:
+    """Poll `condition` until it holds; generous time-out, as a loaded 2-core machine can stall a thread or a
+    process for seconds. Tests wait on the state they need, never for a fixed time."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(poll_s)
 OFFICIAL_FIXTURES = REPO.parent / "shared" / "fixtures" / "official"
 
 

@@ -21,7 +21,7 @@ from explorer.renderer import (
     grid_seed_weights,
     input_transform,
 )
-from tests.helpers import make_tiny_generator
+from tests.helpers import make_tiny_generator, wait_until
 
 
 @pytest.fixture(scope="module")
@@ -49,16 +49,6 @@ def renderer(G, one_thread):
 def core_image(G, seed: int, cls: int | None, psi: float) -> np.ndarray:
     with torch.no_grad():
         return to_uint8(G.synthesis(ws_from_seeds(G, [seed], cls, psi)))[0]
-
-
-def wait_until(condition, what: str, timeout: float = 60.0) -> None:
-    """Poll `condition` until it holds; generous time-out, as a loaded 2-core machine can stall a thread for
-    seconds. Tests wait on the state they need, never for a fixed time."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.005)
 
 
 def wait_frame(r: Renderer, timeout: float = 60.0):

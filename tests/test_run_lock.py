@@ -8,14 +8,13 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from core.errors import UserInputError
 from core.training.lock import LOCK_FILE, RunLock, lock_holder
-from tests.helpers import REPO
+from tests.helpers import REPO, wait_until
 
 HOLDER = r"""
 import signal, sys, time
@@ -35,15 +34,6 @@ def start_holder(run: Path) -> subprocess.Popen:
                             env=dict(os.environ, PYTHONPATH=str(REPO)))
     assert proc.stdout.readline().strip() == "locked"
     return proc
-
-
-def wait_until(pred, timeout: float = 30.0) -> bool:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if pred():
-            return True
-        time.sleep(0.05)
-    return pred()
 
 
 def test_second_holder_is_refused_and_release_frees_it(tmp_path: Path) -> None:
@@ -151,7 +141,7 @@ def test_stop_while_the_run_loads_works_even_with_sigint_inherited_ignored(tmp_p
                             env=dict(os.environ, PYTHONPATH=str(REPO)))
     try:
         # The run lock is taken before the dataset, the generator and the feature network load (seconds).
-        assert wait_until(lambda: (run / LOCK_FILE).exists() or proc.poll() is not None, timeout=120)
+        wait_until(lambda: (run / LOCK_FILE).exists() or proc.poll() is not None, "the run lock", 120, 0.05)
         assert proc.poll() is None, proc.stderr.read()
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=120)
