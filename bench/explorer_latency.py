@@ -250,8 +250,8 @@ def session(repo: Path, ckpt: Path, display: str, app_args: list[str], steps: in
                     rows["preview" if st.get("displayed_preview") else "render"].append(parts["render_ms"])
                     rows["to_screen"].append(parts["to_screen_ms"])
                     rows["queue"].append(parts["queue_ms"])
-                    if st.get("displayed_preview"):
-                        rows["preview_cpu"].append(parts.get("render_cpu_ms", 0.0))
+                    if st.get("displayed_preview") and "render_cpu_ms" in parts:  # (older checkouts lack it)
+                        rows["preview_cpu"].append(parts["render_cpu_ms"])
                 time.sleep(0.1)
         s_end = read_state(state)
         cpu1 = thread_cpu_s(app.pid)
