@@ -113,9 +113,9 @@ def model_checkpoint(name: str, res: int, work: Path) -> Path:
     return path
 
 
-def process_cpu_s(pid: int | str) -> float:
-    """CPU seconds (utime + stime) of process `pid` so far, from /proc."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+def stat_cpu_s(proc_dir: Path) -> float:
+    """CPU seconds (utime + stime) so far of the process or thread whose /proc directory is `proc_dir`."""
+    fields = (proc_dir / "stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
@@ -129,7 +129,7 @@ def thread_cpu_s(pid: int) -> dict[str, float]:
     for task in Path(f"/proc/{pid}/task").iterdir():
         try:
             name = (task / "comm").read_text().strip()
-            cpu = process_cpu_s(f"{pid}/task/{task.name}")
+            cpu = stat_cpu_s(task)
         except OSError:
             continue  # the thread ended meanwhile
         role = "ui" if task.name == str(pid) else "gl" if name.startswith("llvmpipe") else "render"
@@ -234,7 +234,7 @@ def session(repo: Path, ckpt: Path, display: str, app_args: list[str], steps: in
         t_drag0 = time.time()
         f_drag0 = read_state(state)["ui_frames"]
         cpu0 = thread_cpu_s(app.pid)
-        x0 = process_cpu_s(xserver_pid) if xserver_pid else 0.0
+        x0 = stat_cpu_s(Path(f"/proc/{xserver_pid}")) if xserver_pid else 0.0
         # Forward: every position is new (rendered: a preview when progressive). Backward: revisits (cached).
         for phase, positions in (("fresh", drag), ("cached", drag[-2::-1])):
             for x in positions:
@@ -255,7 +255,7 @@ def session(repo: Path, ckpt: Path, display: str, app_args: list[str], steps: in
                 time.sleep(0.1)
         s_end = read_state(state)
         cpu1 = thread_cpu_s(app.pid)
-        x1 = process_cpu_s(xserver_pid) if xserver_pid else 0.0
+        x1 = stat_cpu_s(Path(f"/proc/{xserver_pid}")) if xserver_pid else 0.0
         frames = max(1, s_end["ui_frames"] - f_drag0)
         drag_fps = frames / (s_end["time"] - t_drag0)
         ui_cpu_ms = (cpu1["ui"] - cpu0["ui"]) * 1000 / frames  # the UI thread's CPU per UI frame while dragging
