@@ -53,10 +53,14 @@ from explorer.state import ExplorerState
 
 IDLE_FPS = 10  # frame rate with no input, no animation and nothing rendering (saves the CPU for torch)
 ACTIVE_SECONDS = 1.0  # stay at the full frame rate this long after the last sign of activity
-# Frame rate while the worker renders a requested frame. That render cannot be interrupted, so input read
-# meanwhile waits for it anyway; drawing the unchanged image 60 times a second would only take CPU from it
-# (a UI frame costs ~15 ms of CPU under Mesa's software GL: on 2 cores a preview took 41 ms at 60 fps,
-# 29 ms of it the renderer's own CPU time). A finished frame still wakes the loop at once.
+# Frame rate while the worker renders a main-view frame. A requested frame cannot be interrupted, so input
+# read meanwhile waits for it anyway; drawing the unchanged image 60 times a second would only take CPU from
+# it (a UI frame costs ~15 ms of CPU under Mesa's software GL: on 2 cores a preview took 41 ms at 60 fps,
+# 29 ms of it the renderer's own CPU time). The exact refinement after a preview is interruptible, but it only
+# starts once the input rested, and new input read up to one 30 fps frame later still stops it between two
+# layers; at 60 fps the UI took enough CPU to slow it (exact frame in the app, 2 interleaved rounds: 52.9 ms
+# at 60 fps, 44.9 ms at 30 fps; slider -> preview on screen unchanged, 63.6 vs 63.7 ms).
+# A finished frame still wakes the loop at once.
 RENDERING_FPS = 30
 LEFT_W = 430
 RIGHT_W = 340
@@ -313,9 +317,9 @@ class Explorer:
 
     def frame_rate(self, had_callbacks: bool) -> int:
         """The UI's frame cap now: full while there is input or work, IDLE_FPS when idle, RENDERING_FPS
-        while the worker renders a requested frame (see RENDERING_FPS)."""
+        while the worker renders a main-view frame (see RENDERING_FPS)."""
         fps = self.fps_cap if self._is_active(had_callbacks) else min(IDLE_FPS, self.fps_cap)
-        if self.renderer.rendering_frame():
+        if self.renderer.rendering_main_view():
             fps = min(fps, RENDERING_FPS)
         return fps
 

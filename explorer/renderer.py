@@ -618,10 +618,10 @@ class Renderer:
             return (bool(self._pending) or self._refine is not None
                     or self._working not in (None, "calibrate"))
 
-    def rendering_frame(self) -> bool:
-        """The worker is rendering a requested main-view frame (not a thumbnail, not an interruptible
-        refinement): input that arrives meanwhile waits for it (cheap: the UI loop asks every frame)."""
-        return self._working == "frame"
+    def rendering_main_view(self) -> bool:
+        """The worker is rendering a main-view frame: a requested one or the exact refinement of a preview
+        (not thumbnails). The UI draws less meanwhile (cheap: the UI loop asks every frame)."""
+        return self._working in ("frame", "refine")
 
     def wait_idle(self, timeout: float) -> bool:
         """Block until no frame is owed (see `busy`); False on time-out. For tests and benchmarks."""

@@ -102,18 +102,19 @@ def test_worker_frame_is_the_core_image_as_uint8_rgba(renderer: Renderer, G) -> 
     assert np.array_equal(np.rint(f.rgb * 255).astype(np.uint8), f.to_uint8())
 
 
-def test_rendering_frame_is_true_only_while_a_requested_frame_renders(renderer: Renderer, monkeypatch) -> None:
-    """The UI lowers its frame rate on `rendering_frame()` (explorer/app.py RENDERING_FPS): it must say True
-    while the worker renders a requested frame and False before and after it."""
+def test_rendering_main_view_is_true_only_while_a_main_view_frame_renders(renderer: Renderer, monkeypatch) -> None:
+    """The UI lowers its frame rate on `rendering_main_view()` (explorer/app.py RENDERING_FPS): it must say True
+    while the worker renders a requested frame and False before and after it (during a refinement:
+    test_a_newer_request_interrupts_the_refinement)."""
     started, release = hold_renders(renderer, monkeypatch)
-    assert not renderer.rendering_frame()
+    assert not renderer.rendering_main_view()
     renderer.request(RenderSettings.single(21, 0))
     assert started.wait(60)
-    assert renderer.rendering_frame()
+    assert renderer.rendering_main_view()
     release.set()
     f = wait_frame(renderer)
     wait_idle(renderer)
-    assert not renderer.rendering_frame()
+    assert not renderer.rendering_main_view()
     # The worker thread's own CPU time for the frame: positive, and (one torch thread: all of the work ran on
     # that thread) not above its wall time; the wait inside `blocking` took no CPU.
     assert 0 < f.render_cpu_ms <= f.render_ms + 1
@@ -385,6 +386,7 @@ def test_a_newer_request_interrupts_the_refinement(progressive: Renderer, G) -> 
     try:
         r.request(a, interactive=True)
         assert entered.wait(60)  # the exact frame of `a` is being rendered ...
+        assert r.rendering_main_view()  # (the UI draws at RENDERING_FPS meanwhile)
         r.request(b, interactive=True)  # ... when the user moves on
         release.set()
         assert r.wait_idle(60)
