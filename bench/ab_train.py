@@ -15,7 +15,8 @@ An arm may name a git revision (`ref`): it then runs that commit's code from a g
 computed by this checkout's `sgxl metrics` for every arm alike: fd_effnet and precision/recall at
 `--num` generated vs `--num` real images, and class_acc when this checkout's metrics know it.
 
-Writes `<root>/results.json` and `<root>/results.md` (a table: sec/kimg, wall time, metrics, grid) and,
+Writes `<root>/results.json` and `<root>/results.md` (a table: wall and CPU seconds per kimg, CPU-hours,
+wall time, metrics, grid) and,
 per arm, `grid.png` (`sgxl generate`: one row per class, seeds 0-7), `metrics.json`, `train.out`.
 """
 
@@ -182,11 +183,23 @@ def measure_arm(arm: Arm, args: argparse.Namespace, metrics: str) -> None:
                     "--out", str(grid)], cwd=REPO, env=env, capture_output=True, text=True)
     if grid.exists():
         arm.result["grid"] = str(grid.relative_to(args.root.resolve()))
-    log = read_log(run)
-    ticks = [r["sec_per_kimg"] for r in log if "sec_per_kimg" in r]
-    if ticks:
-        arm.result["sec_per_kimg"] = round(statistics.median(ticks), 2)
     arm.result["kimg"] = trained_kimg(run)
+    arm.result.update(training_cost(read_log(run), arm.result["kimg"]))
+
+
+def training_cost(log: list[dict], kimg: float) -> dict:
+    """Median wall and CPU seconds per kimg over the run's ticks, and the CPU-hours for `kimg` (the CPU time
+    hardly depends on what else shared the machine, the wall time does; a run at one resolution costs the same
+    per kimg throughout). Logs of older code have no CPU time: then only the wall time."""
+    cost = {}
+    wall = [r["sec_per_kimg"] for r in log if "sec_per_kimg" in r]
+    if wall:
+        cost["sec_per_kimg"] = round(statistics.median(wall), 2)
+    cpu = [r["cpu_sec_per_kimg"] for r in log if "cpu_sec_per_kimg" in r]
+    if cpu:
+        cost["cpu_sec_per_kimg"] = round(statistics.median(cpu), 2)
+        cost["cpu_hours"] = round(statistics.median(cpu) * kimg / 3600, 3)
+    return cost
 
 
 def write_report(arms: list[Arm], args: argparse.Namespace, metrics: str) -> None:
@@ -195,7 +208,8 @@ def write_report(arms: list[Arm], args: argparse.Namespace, metrics: str) -> Non
                "num": args.num, "metrics": metrics, "device": args.device, "parallel": args.parallel,
                "arms": [asdict(a) for a in arms]}
     (root / "results.json").write_text(json.dumps(payload, indent=2))
-    cols = ["kimg", "sec_per_kimg", "train_wall_s", "fd_effnet", "precision_effnet", "recall_effnet"]
+    cols = ["kimg", "sec_per_kimg", "cpu_sec_per_kimg", "cpu_hours", "train_wall_s", "fd_effnet", "precision_effnet",
+            "recall_effnet"]
     cols += sorted({k for a in arms for k in a.result if k.startswith("class_acc")}) or ["class_acc"]
     short = any(float(a.result.get("kimg") or 0) < args.kimg for a in arms)
     stopped = " (not reached: stopped by --time-limit; each arm measured at its kimg column)" if short else ""

@@ -46,6 +46,16 @@ def test_ab_resumes_an_unfinished_arm_and_skips_a_finished_one(tmp_path: Path, c
     assert "[d128] already at 0.3 kimg: not retrained" in out
 
 
+def test_ab_reports_cpu_hours_from_the_trainers_cpu_time() -> None:
+    log = [{"event": "start", "start_kimg": 0.0},
+           {"kimg": 0.1, "sec_per_kimg": 300.0, "cpu_sec_per_kimg": 110.0},  # shared the core: wall > CPU
+           {"kimg": 0.2, "sec_per_kimg": 130.0, "cpu_sec_per_kimg": 120.0},
+           {"kimg": 0.3, "sec_per_kimg": 125.0, "cpu_sec_per_kimg": 125.0}]
+    assert ab_train.training_cost(log, 30.0) == {"sec_per_kimg": 130.0, "cpu_sec_per_kimg": 120.0, "cpu_hours": 1.0}
+    older = [{k: v for k, v in r.items() if k != "cpu_sec_per_kimg"} for r in log]  # a run of older code
+    assert ab_train.training_cost(older, 30.0) == {"sec_per_kimg": 130.0}
+
+
 def test_gpu_demo_names_the_missing_dataset(tmp_path: Path) -> None:
     (tmp_path / "emoji16.zip").write_bytes(b"")
     assert gpu_demo_train.find_zip(tmp_path, 16) == tmp_path / "emoji16.zip"

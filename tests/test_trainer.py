@@ -57,6 +57,9 @@ def test_end_to_end_writes_snapshots_samples_and_log(tmp_path: Path, effnet) -> 
     ticks = [r for r in log if "D_loss" in r]
     assert [r["kimg"] for r in ticks] == [0.004, 0.008, 0.012, 0.016]
     assert all(r["sec_per_kimg"] > 0 for r in ticks)
+    # The process's CPU time per kimg (all threads): positive, and at most the threads' share of the wall time.
+    threads = torch.get_num_threads()
+    assert all(0 < r["cpu_sec_per_kimg"] <= r["sec_per_kimg"] * (threads + 1) for r in ticks)
     assert log[-1]["event"] == "done"
     start = next(r for r in log if r.get("event") == "start")
     assert start["config"]["disc"]["c_dim"] == 3  # the conditional D the run really used

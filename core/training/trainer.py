@@ -508,7 +508,9 @@ class Trainer:
                    bar_format="{l_bar}{bar}| {n:.2f}/{total:.2f} kimg [{elapsed}<{remaining}{postfix}]")
         next_tick = self.state.cur_nimg + cfg.tick_kimg * 1000
         next_snap = self.state.cur_nimg + cfg.snapshot_kimg * 1000
-        tick_start, tick_nimg = time.time(), self.state.cur_nimg
+        # CPU seconds of this process (all its threads) as well as wall time: on a shared machine the wall time
+        # per kimg depends on the neighbours, the CPU time per kimg hardly does (what an A/B per CPU-hour needs).
+        tick_start, tick_cpu, tick_nimg = time.time(), time.process_time(), self.state.cur_nimg
         last, last_snap_nimg = None, -1
         try:
             while self.state.cur_nimg < total and not self.stop_requested:
@@ -517,12 +519,13 @@ class Trainer:
                 # at its total instead of overshooting it (tqdm warns past 100%).
                 bar.update(min(self.state.cur_nimg, total) - bar.n)
                 if self.state.cur_nimg >= next_tick or self.state.cur_nimg >= total:
-                    elapsed = time.time() - tick_start
-                    sec_per_kimg = elapsed / max((self.state.cur_nimg - tick_nimg) / 1e3, 1e-9)
+                    tick_kimg = max((self.state.cur_nimg - tick_nimg) / 1e3, 1e-9)
+                    sec_per_kimg = (time.time() - tick_start) / tick_kimg
+                    cpu_sec_per_kimg = (time.process_time() - tick_cpu) / tick_kimg
                     self.log({"kimg": self.state.cur_nimg / 1e3, "step": self.state.step,
-                              "sec_per_kimg": sec_per_kimg, **stats})
+                              "sec_per_kimg": sec_per_kimg, "cpu_sec_per_kimg": cpu_sec_per_kimg, **stats})
                     bar.set_postfix_str(f"{sec_per_kimg:.0f} s/kimg, G {stats['G_loss']:.3f}, D {stats['D_loss']:.3f}")
-                    tick_start, tick_nimg = time.time(), self.state.cur_nimg
+                    tick_start, tick_cpu, tick_nimg = time.time(), time.process_time(), self.state.cur_nimg
                     next_tick += cfg.tick_kimg * 1000
                 if self.state.cur_nimg >= next_snap:
                     last = self.save_snapshot()
