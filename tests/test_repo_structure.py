@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ast
 import re
+import subprocess
 from pathlib import Path
 
 from tests.helpers import REPO
@@ -179,12 +180,23 @@ def test_paths_in_the_docs_exist() -> None:
     assert not stale, "paths named in the docs that do not exist:\n" + "\n".join(stale)
 
 
+def repository_files() -> list[Path]:
+    """The files of the project: tracked or new, not what git ignores (run directories, venvs, an old
+    checkout under runs/ab/_src); every file under the checkout where git is not available."""
+    try:
+        out = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=REPO,
+                             capture_output=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return sorted(REPO.rglob("*"))
+    return sorted(REPO / name for name in out.decode().split("\0") if name)
+
+
 def test_code_and_docs_reference_nothing_outside_the_repository() -> None:
     """Users have the repository only: no code or doc may send them to a design file or a folder beside it.
     (Tests may read optional fixtures from beside the checkout; they skip without them.)"""
     pattern = re.compile(r"DESIGN\.md|\.\./shared|EXPLORER_NOTES\.md|OFFICIAL_FORMAT\.md")
     found = []
-    for path in sorted(REPO.rglob("*")):
+    for path in repository_files():
         rel = path.relative_to(REPO)
         if (not path.is_file() or path.suffix not in (".py", ".md", ".sh", ".toml") or rel.parts[0] == "tests"
                 or any(part.startswith(".") for part in rel.parts)):
