@@ -55,13 +55,13 @@ IDLE_FPS = 10  # frame rate with no input, no animation and nothing rendering (s
 ACTIVE_SECONDS = 1.0  # stay at the full frame rate this long after the last sign of activity
 # Frame rate while the worker renders a main-view frame. A requested frame cannot be interrupted, so input
 # read meanwhile waits for it anyway; drawing the unchanged image 60 times a second would only take CPU from
-# it (a UI frame costs ~15 ms of CPU under Mesa's software GL: on 2 cores a preview took 41 ms at 60 fps,
-# 29 ms of it the renderer's own CPU time). The exact refinement after a preview is interruptible, but it only
-# starts once the input rested, and new input read up to one 30 fps frame later still stops it between two
-# layers; at 60 fps the UI took enough CPU to slow it (exact frame in the app, 2 interleaved rounds: 52.9 ms
-# at 60 fps, 44.9 ms at 30 fps; slider -> preview on screen unchanged, 63.6 vs 63.7 ms).
-# A finished frame still wakes the loop at once.
-RENDERING_FPS = 30
+# it (a UI frame costs ~15 ms of CPU under Mesa's software GL, most of it llvmpipe rasterising the window). The
+# exact refinement after a preview is interruptible, but it only starts once the input rested, and new input
+# read up to one frame later still stops it between two layers. A finished frame wakes the loop at once (and
+# that frame reads the input too), so a lower cap costs the slider -> screen path nothing. Measured on 2 cores
+# (bench/explorer_latency, demo, interleaved rounds): 60 -> 30 fps: exact frame in the app 52.9 -> 44.9 ms;
+# 30 -> 15 fps: exact 54.4 -> 45.6 ms, preview 36.6 -> 34.7 ms, slider -> new frame on screen 71.7 -> 65.8 ms.
+RENDERING_FPS = 15
 LEFT_W = 430
 RIGHT_W = 340
 STATUS_H = 34
