@@ -256,7 +256,8 @@ def session(repo: Path, ckpt: Path, display: str, app_args: list[str], steps: in
         s_end = read_state(state)
         # One UI frame's own work (callbacks + tick + draw, no sleep), median over the last 120 frames (mostly the
         # cached scrub): a cached frame needs two of them after the input arrives (the frame that reads the
-        # input, then the one that draws the new image) plus the wait for the first to start.
+        # input, then the one that draws the new image) plus the wait for the first to start (none when the app's
+        # XInput 2 watcher wakes the loop: input_wakes counts those wakes).
         ui_frame_ms = s_end.get("ui_work_ms", 0.0)
         cpu1 = thread_cpu_s(app.pid)
         x1 = stat_cpu_s(Path(f"/proc/{xserver_pid}")) if xserver_pid else 0.0
@@ -287,7 +288,8 @@ def session(repo: Path, ckpt: Path, display: str, app_args: list[str], steps: in
     return {"samples": rows, "ui_fps_dragging": drag_fps, "ui_fps_idle": idle_fps, "preview": plan,
             "ui_cpu_ms_per_frame": ui_cpu_ms, "gl_cpu_ms_per_frame": gl_cpu_ms,
             "other_threads_cpu_share": worker_cpu_share, "input": pointer.how,
-            "xserver_cpu_ms_per_frame": xserver_cpu_ms, "ui_frame_ms": ui_frame_ms}
+            "xserver_cpu_ms_per_frame": xserver_cpu_ms, "ui_frame_ms": ui_frame_ms,
+            "input_wakes": s_end.get("input_wake", {}).get("wakes", 0)}  # (older checkouts: no watcher)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -353,6 +355,7 @@ def main(argv: list[str] | None = None) -> int:
         row["render_cpu"] = round(statistics.median(r["other_threads_cpu_share"] for r in runs), 2)
         row["x_cpu_ms"] = round(statistics.median(r["xserver_cpu_ms_per_frame"] for r in runs), 2)
         row["ui_frame_ms"] = round(statistics.median(r["ui_frame_ms"] for r in runs), 1)
+        row["input_wakes"] = round(statistics.median(r["input_wakes"] for r in runs))
         row["fps_idle"] = round(statistics.median(r["ui_fps_idle"] for r in runs), 1)
         table.append(row)
         raw.append({"model": m, "config": label, "runs": runs,
@@ -367,12 +370,13 @@ def main(argv: list[str] | None = None) -> int:
           "on screen (end to end; fresh_in_app: from the app's request); cached: back over visited positions; "
           "exact_at_rest: move and rest -> the exact frame on screen")
     print("  ui_frame_ms: one UI frame's work (no sleep) while scrubbing; a cached frame needs two after the input "
-          "arrives, plus the wait for the first")
+          "arrives, plus the wait for the first unless input wakes the UI loop (input_wakes: per session, up to the "
+          "end of the drag)")
     print("  ui_cpu_ms / gl_cpu_ms / x_cpu_ms: CPU per UI frame while dragging of the UI thread / Mesa's llvmpipe "
           "threads / the X server; render_cpu: cores the renderer's threads kept busy meanwhile - all from /proc, "
           "robust to other processes' load")
-    print_table(table, ["model", "config", *METRICS, "fps_drag", "fps_idle", "ui_frame_ms", "ui_cpu_ms", "gl_cpu_ms",
-                        "x_cpu_ms", "render_cpu"])
+    print_table(table, ["model", "config", *METRICS, "fps_drag", "fps_idle", "ui_frame_ms", "input_wakes", "ui_cpu_ms",
+                        "gl_cpu_ms", "x_cpu_ms", "render_cpu"])
     path = write_json("explorer_latency", {
         "env": environment(), "fps_cap": a.fps, "threads": a.threads, "steps": a.steps, "rounds": a.rounds,
         "load_average_1min": os.getloadavg()[0], "cpu_count": os.cpu_count(), "input": inputs, "table": table,

@@ -36,6 +36,7 @@ import torch
 
 from core.errors import SGXLError
 from explorer.gl_frames import FRAME_PATHS, FrameView
+from explorer.input_wake import InputWake
 from explorer.panels.capture import CapturePanel
 from explorer.panels.checkpoint import CheckpointPanel
 from explorer.panels.classes import ClassPanel
@@ -118,6 +119,17 @@ class Explorer:
                                  progressive=progressive)
         self._wake = threading.Event()  # set when the renderer has a new frame: the UI loop draws it at once
         self.renderer.on_frame = self._wake.set
+        # Pointer input wakes the loop too (explorer.input_wake), but only the first input after a UI frame that
+        # saw none: a stream of input (a drag) runs at the frame cap. Set from the watcher's thread.
+        self._input_wake: InputWake | None = None
+        self.input_wake_note = "not started"  # why there is no watcher (Performance panel, test state)
+        self.input_wakes = 0
+        self._wake_armed = False
+        self._woken_by_input = False
+        self._input_seen = True  # the last UI frame read input (or callbacks ran)
+        self._pointer_at = -1.0  # clock() of the last pointer input over the window (or during a drag)
+        self._draw_started = 0.0  # clock() when the last UI frame started drawing (and reading input)
+        self._viewport_rect: tuple[int, int, int, int] | None = None  # screen x, y, width, height
         self.state = ExplorerState()
         self.info: ModelInfo | None = None
         self.fps_cap = fps_cap
@@ -307,6 +319,7 @@ class Explorer:
         now = self.clock()
         mouse = tuple(dpg.get_mouse_pos(local=False))
         self.mouse_held = any(dpg.is_mouse_button_down(b) for b in (0, 1, 2))
+        self._input_seen = had_callbacks or mouse != self._mouse
         busy = (had_callbacks or mouse != self._mouse or self._pending_display is not None or self.mouse_held
                 or self._incoming is not None or self.state.animate or self._loading is not None
                 or self.renderer.busy())
@@ -414,12 +427,39 @@ class Explorer:
             dpg.configure_item(self.image_tag, uv_min=uv[0], uv_max=uv[1])
             self._uv_shown = uv
 
-    @staticmethod
-    def _fit_main_window() -> None:
+    def _fit_main_window(self) -> None:
         """Keep the main window the size of the viewport's client area (the user may resize the viewport)."""
         size = [dpg.get_viewport_client_width(), dpg.get_viewport_client_height()]
         if size != [dpg.get_item_width("main"), dpg.get_item_height("main")]:
             dpg.configure_item("main", width=size[0], height=size[1])
+        x, y = dpg.get_viewport_pos()
+        self._viewport_rect = (int(x), int(y), size[0], size[1])
+
+    def _on_pointer(self, x: int, y: int, buttons: int) -> None:
+        """The input watcher's callback (on its thread): pointer input over the window, or anywhere during a drag
+        (which may leave it), wakes the loop if it is armed (see `run`). `buttons` (the X button mask) is unused:
+        a press over the window is inside it, and one elsewhere is another program's."""
+        rect = self._viewport_rect
+        inside = rect is not None and rect[0] <= x < rect[0] + rect[2] and rect[1] <= y < rect[1] + rect[3]
+        if not (inside or self.mouse_held):
+            return
+        self._pointer_at = self.clock()
+        if self._wake_armed:
+            self._wake_by_input()
+
+    def _arm_input_wake(self, callbacks_queued: bool) -> None:
+        """Before the loop's wait: pointer input is read at once (the frame that reads it, then at once the one that
+        shows its result), also input that came while the last frame drew, after that frame had read the input;
+        unless that frame read input too (or left callbacks): a stream of input (a drag) stays at the frame cap."""
+        self._wake_armed = self._input_wake is not None and not (self._input_seen or callbacks_queued)
+        if self._wake_armed and self._pointer_at > self._draw_started:
+            self._wake_by_input()
+
+    def _wake_by_input(self) -> None:
+        self._wake_armed = False
+        self._woken_by_input = True
+        self.input_wakes += 1
+        self._wake.set()
 
     def after_render(self, frame_ms: float | None = None, work_ms: float | None = None) -> None:
         """Bookkeeping once a UI frame is drawn: the uploaded frame is now on screen."""
@@ -620,6 +660,8 @@ class Explorer:
             "viewport": [dpg.get_viewport_client_width(), dpg.get_viewport_client_height()],
             "main_window": [dpg.get_item_width("main"), dpg.get_item_height("main")],
             "ui_fps": self.ui_fps,
+            "input_wake": {"on": self._input_wake is not None, "note": self.input_wake_note,
+                           "wakes": self.input_wakes},
             "last_latency_ms": self.last_latency_ms,
             "last_latency_parts": self.last_latency_parts,
             "renderer_stats": dict(self.renderer.stats),
@@ -663,6 +705,7 @@ class Explorer:
             # then can the view find its textures' GL names (else it keeps raw textures, with one log line).
             dpg.render_dearpygui_frame()
             self.view.enable_gl()
+            self._input_wake, self.input_wake_note = InputWake.start(self._on_pointer)
             if ckpt_path:
                 self.open_checkpoint(ckpt_path)
             start = last = self.clock()
@@ -672,6 +715,7 @@ class Explorer:
                 had_callbacks = self.run_callbacks(jobs)
                 self._fit_main_window()
                 self.tick()
+                self._draw_started = self.clock()
                 dpg.render_dearpygui_frame()
                 now = self.clock()
                 self.after_render((now - last) * 1000, (now - t_work) * 1000)  # the frame is on screen now
@@ -685,6 +729,7 @@ class Explorer:
                 # next frame at once too, but at most once between two capped frames (a drag queues callbacks
                 # every frame), instead of adding a whole frame period to every slider move.
                 fps = self.frame_rate(had_callbacks)
+                self._woken_by_input = False
                 self._wake.clear()  # before looking: a frame finished after the look still wakes the wait
                 jobs = dpg.get_callback_queue() or []
                 if self.renderer.has_frame():
@@ -693,9 +738,13 @@ class Explorer:
                     early_ok = False
                     continue
                 budget = 1.0 / max(fps, 1) - (self.clock() - t_work)
+                self._arm_input_wake(bool(jobs))
                 woke = budget > 0 and self._wake.wait(budget)
-                early_ok = not woke
+                self._wake_armed = False
+                early_ok = not woke or self._woken_by_input
         finally:
+            if self._input_wake is not None:
+                self._input_wake.close()
             self.invert_panel.close()  # an inversion nobody will load is not left running
             self.renderer.close()
             self.view.close()

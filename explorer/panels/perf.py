@@ -131,6 +131,8 @@ class PerfPanel(Panel):
                  f"upload {s['upload_ms_last']:.2f} ms per new frame (median {s['upload_ms_median']:.2f})"
                  if s["frame_path"] != "raw" else "upload: inside every UI frame (raw texture)",
                  f"request -> frame on screen {s['display_latency_ms']:.0f} ms",
+                 f"input wake: XInput 2 raw events, {self.app.input_wakes} wakes" if self.app.input_wake_note == ""
+                 else f"input wake off ({self.app.input_wake_note}): input waits for the next UI frame",
                  f"device {s['device']}, torch threads {torch.get_num_threads()}",
                  f"memory {s['rss_mb']:.0f} MB" + (f", CUDA {s['cuda_mb']:.0f} MB" if "cuda_mb" in s else ""),
                  f"cache {s['cache']['entries']} frames / {s['cache']['mb']:.2f} MB, hits {s['cache_hits']}, "

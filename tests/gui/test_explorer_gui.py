@@ -151,6 +151,10 @@ def test_drag_shows_previews_and_ends_on_the_exact_frame(launch, gui_tools, tiny
     app.drag(y, xs[0], xs[1:], "psi drag")
     st = app.wait_shown("exact frame at rest", lambda s: abs(s["settings"]["psi"]) < 0.1)
     assert not st["displayed_preview"] and st["displayed"] == st["settings"]
+    # The press and the release (XTest: device events) woke the UI loop through XInput 2 raw events (the moves
+    # are pointer warps, which make none). Each came after frames without input, so each woke it.
+    assert st["input_wake"]["on"], st["input_wake"]["note"]
+    assert st["input_wake"]["wakes"] >= 1, st["input_wake"]
     if previews_possible:  # this CPU has native bf16 and some layer measured faster in it
         assert st["renderer_stats"]["previews"] >= 1, st["renderer_stats"]
     img = view_region(app.screenshot("07_exact_after_drag"), st["rects"]["image"], res)

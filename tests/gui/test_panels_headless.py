@@ -354,3 +354,50 @@ def test_cuda_frames_without_interop_take_the_host_copy_with_one_log_line(app: E
     frame = Frame(settings=RenderSettings(), generation=0, rgba=rgba, render_ms=0.0, device_rgba=torch.from_numpy(rgba))
     assert not view._cuda_ready(frame) and not view._cuda_ready(frame)
     assert len(lines) == 1 and "CUDA-OpenGL interop unavailable" in lines[0] and "host memory" in lines[0]
+
+
+def test_pointer_input_wakes_the_loop_only_after_a_frame_without_input(app: Explorer) -> None:
+    """explorer.input_wake calls `_on_pointer` from its thread. Input over the window (or anywhere during a drag)
+    wakes an armed wait; input that came while the last frame drew (after it read the input) skips the wait; and
+    after a frame that read input itself nothing is armed, so a stream of input (a drag) keeps the frame cap."""
+    app._input_wake = object()  # stands for a running watcher (the headless app has no X display)
+    app._viewport_rect = (100, 50, 800, 600)
+    app.mouse_held = False
+
+    def armed_wait(input_seen: bool, callbacks_queued: bool = False) -> None:
+        app._wake.clear()
+        app._woken_by_input = False
+        app._input_seen = input_seen
+        app._draw_started = app.clock()
+        app._arm_input_wake(callbacks_queued)
+
+    armed_wait(input_seen=False)
+    assert app._wake_armed and not app._wake.is_set()
+    app._on_pointer(50, 60, 0)  # another program's window: nothing
+    assert not app._wake.is_set() and app.input_wakes == 0
+    app._on_pointer(500, 300, 0)  # over the window: the wait ends now
+    assert app._wake.is_set() and app._woken_by_input and app.input_wakes == 1 and not app._wake_armed
+
+    armed_wait(input_seen=False)
+    app.mouse_held = True  # a drag that left the window still counts
+    app._on_pointer(5, 5, 0x100)
+    assert app._wake.is_set() and app.input_wakes == 2
+    app.mouse_held = False
+
+    armed_wait(input_seen=True)  # the frame just drawn read input: a stream of it stays at the frame cap
+    assert not app._wake_armed
+    app._on_pointer(500, 300, 0)
+    assert not app._wake.is_set() and app.input_wakes == 2
+    armed_wait(input_seen=False, callbacks_queued=True)  # (queued callbacks: the next frame comes anyway)
+    assert not app._wake_armed
+
+    app._draw_started = app.clock()
+    app._on_pointer(500, 300, 0)  # while a frame draws (not armed): remembered ...
+    app._wake.clear()
+    app._input_seen = False
+    app._arm_input_wake(False)  # ... and the wait after that frame is skipped
+    assert app._wake.is_set() and app._woken_by_input and app.input_wakes == 3
+
+    app._input_wake = None  # no watcher (no X11, no XInput 2.1): never armed
+    armed_wait(input_seen=False)
+    assert not app._wake_armed

@@ -1,0 +1,73 @@
+"""explorer.input_wake on a real X server (Xvfb): XInput 2 raw pointer events reach the watcher, also while
+another client holds a pointer grab (what the X server does for the window under a held mouse button).
+
+The pointer is moved through XTest, as a device would move it (`xdotool mousemove` warps the pointer, which
+makes no raw event: no device moved)."""
+
+from __future__ import annotations
+
+import ctypes
+import threading
+
+import pytest
+
+from explorer.input_wake import InputWake
+
+
+def test_pointer_moves_reach_the_watcher_also_during_a_grab(xvfb: str) -> None:
+    seen: list[tuple[int, int, int]] = []
+    got = threading.Event()
+
+    def on_input(x: int, y: int, buttons: int) -> None:
+        seen.append((x, y, buttons))
+        got.set()
+
+    watcher, why = InputWake.start(on_input, display=xvfb)
+    if watcher is None:
+        pytest.skip(f"no input watcher on this X server: {why}")
+    x11 = ctypes.CDLL("libX11.so.6")
+    try:
+        xtst = ctypes.CDLL("libXtst.so.6")
+    except OSError:
+        watcher.close()
+        pytest.skip("libXtst is not installed (apt-get install libxtst6)")
+    xtst.XTestFakeMotionEvent.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_ulong]
+    x11.XOpenDisplay.restype = ctypes.c_void_p
+    x11.XOpenDisplay.argtypes = [ctypes.c_char_p]
+    x11.XDefaultRootWindow.argtypes = [ctypes.c_void_p]
+    x11.XDefaultRootWindow.restype = ctypes.c_ulong
+    x11.XGrabPointer.argtypes = [ctypes.c_void_p, ctypes.c_ulong, ctypes.c_int, ctypes.c_uint, ctypes.c_int,
+                                 ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
+    x11.XFlush.argtypes = x11.XCloseDisplay.argtypes = [ctypes.c_void_p]
+    grabber, mouse = x11.XOpenDisplay(xvfb.encode()), x11.XOpenDisplay(xvfb.encode())
+
+    def move(x: int, y: int) -> None:
+        xtst.XTestFakeMotionEvent(mouse, -1, x, y, 0)
+        x11.XFlush(mouse)
+
+    try:
+        move(321, 123)
+        assert got.wait(30), "no raw motion event reached the watcher"
+        assert (321, 123) in [(x, y) for x, y, _ in seen]
+        # Another client grabs the pointer (PointerMotionMask | ButtonPress/ReleaseMask, async, no confinement).
+        assert x11.XGrabPointer(grabber, x11.XDefaultRootWindow(grabber), 0, (1 << 6) | (1 << 2) | (1 << 3),
+                                1, 1, 0, 0, 0) == 0  # GrabSuccess
+        x11.XFlush(grabber)
+        got.clear()
+        move(400, 200)
+        assert got.wait(30), "no raw motion event during another client's grab"
+        assert (400, 200) in [(x, y) for x, y, _ in seen]
+        assert watcher.bursts >= 2
+    finally:
+        x11.XCloseDisplay(grabber)
+        x11.XCloseDisplay(mouse)
+        watcher.close()
+    assert not watcher.alive
+
+
+def test_no_watcher_without_a_usable_display(monkeypatch) -> None:
+    monkeypatch.delenv("DISPLAY", raising=False)
+    watcher, why = InputWake.start(lambda x, y, b: None)
+    assert watcher is None and why == "no X display"
+    watcher, why = InputWake.start(lambda x, y, b: None, display=":987654")
+    assert watcher is None and why
