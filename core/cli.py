@@ -591,7 +591,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--class-embeddings", help="the official ImageNet class-embedding table "
                    "in_embeddings/tf_efficientnet_lite0.pkl (default: $SGXL_CLASS_EMBEDDINGS, then "
                    "~/.cache/sgxl/in_embeddings/tf_efficientnet_lite0.pkl; without it a table derived from "
-                   "EfficientNet-lite0's classifier) for the initial class embeddings of G and D")
+                   "EfficientNet-lite0's classifier) for the initial class embeddings of G and D; `random`: "
+                   "random rows instead (the official rand_embedding option)")
     p.add_argument("--synthesis-emas", action="store_true", help="not official, for A/B runs only: update the "
                    "synthesis layers' magnitude EMAs in the D phase (StyleGAN3's habit; StyleGAN-XL never does)")
     p.add_argument("--d-input-size", type=int, default=224,

@@ -319,6 +319,42 @@ def test_the_official_table_is_read_safely_and_found_by_option_env_or_default(tm
     default.mkdir(parents=True)
     write_official_style_table(default / "tf_efficientnet_lite0.pkl", weight)
     assert find_class_embeddings().source == "official"
+    # The official rand_embedding option: random rows even where a table exists.
+    assert find_class_embeddings("random") is None
+    monkeypatch.setenv(CLASS_EMBEDDINGS_ENV, "random")
+    assert find_class_embeddings() is None
+
+
+def test_sgxl_train_class_embeddings_random_starts_from_random_rows(tmp_path: Path, capsys) -> None:
+    """`--class-embeddings random` (official: rand_embedding): G and D start from random rows, said in the log."""
+    import io
+    import json
+
+    import numpy as np
+    from PIL import Image
+
+    from core.cli import main
+    from core.io.checkpoint import load_checkpoint
+    from core.training.class_embeddings import derived_lite0_table
+    from tests.hostile import dataset_zip
+
+    rng = np.random.default_rng(0)
+    images = {}
+    for i in range(8):
+        buf = io.BytesIO()
+        Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(buf, format="PNG")
+        images[f"img{i}.png"] = buf.getvalue()
+    data = dataset_zip(tmp_path / "data.zip", images, labels=[[f"img{i}.png", i % 2] for i in range(8)])
+    run = tmp_path / "run"
+    assert main(["train", "--data", str(data), "--out", str(run), "--preset", "tiny", "--batch", "4", "--kimg",
+                 "0.004", "--tick", "0.004", "--d-input-size", "64", "--class-embeddings", "random",
+                 "--device", "cpu", "--no-progress"]) == 0
+    assert "class embeddings: random (asked for)" in capsys.readouterr().err
+    start = next(json.loads(line) for line in (run / "log.jsonl").read_text().splitlines() if '"start"' in line)
+    assert start["config"]["disc"]["class_embedding"] == "random"
+    G = load_checkpoint(run / "latest.sgxl").generator
+    derived = derived_lite0_table()[:2]
+    assert not torch.allclose(G.mapping.embed.weight, derived, atol=0.1)  # one step of Adam moves rows < 0.1
 
 
 def test_hostile_or_wrong_tables_are_refused(tmp_path: Path) -> None:

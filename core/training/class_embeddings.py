@@ -14,7 +14,8 @@ We cannot ship that file, so the table comes from, in this order:
    direction of 320-d last-stage features that raises class c's logit, scaled so its entries have the
    official table's RMS (1.078). Measured against the official table: row-wise cosine 0.72, and the
    pairwise-cosine structure of the 1000 classes correlates 0.75 with the official one.
-3. `random`: none of these (c_dim > 1000, another embedding width): the modules' own random init.
+3. `random`: none of these (c_dim > 1000, another embedding width), or asked for (`--class-embeddings
+   random`, the official `rand_embedding` option: N(0, 1) rows): the modules' own random init.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import torch
 from core.errors import SGXLError
 
 CLASS_EMBEDDINGS_ENV = "SGXL_CLASS_EMBEDDINGS"
+RANDOM = "random"  # --class-embeddings random: no table, the modules' own random init
 DEFAULT_LOCATION = Path("~/.cache/sgxl/in_embeddings/tf_efficientnet_lite0.pkl")
 TABLE_SHAPE = (1000, 320)
 # RMS of the official table's entries (measured on in_embeddings/tf_efficientnet_lite0.pkl): the derived
@@ -87,11 +89,14 @@ def derived_lite0_table() -> torch.Tensor:
 
 
 def find_class_embeddings(path: str | Path | None = None) -> ClassEmbeddingTable | None:
-    """The best table available (see the module doc); None when even the lite0 weights are missing.
+    """The best table available (see the module doc); None when even the lite0 weights are missing, or when
+    `path` (or the env var) is "random".
 
     An explicit path (argument or env var) that does not exist is an error, not a silent fallback.
     """
     explicit = path if path is not None else os.environ.get(CLASS_EMBEDDINGS_ENV) or None
+    if explicit == RANDOM:
+        return None
     if explicit is not None:
         p = Path(explicit).expanduser()
         if not p.is_file():

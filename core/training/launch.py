@@ -20,7 +20,7 @@ from core.io.files import check_writable
 from core.memory import retain_freed_memory
 from core.networks.discriminator import DiscriminatorConfig
 from core.networks.generator import Generator
-from core.training.class_embeddings import find_class_embeddings
+from core.training.class_embeddings import CLASS_EMBEDDINGS_ENV, RANDOM, find_class_embeddings
 from core.training.lock import RunLock
 from core.training.loss import ClassifierGuidance, LossConfig
 from core.training.run_dir import check_out_dir, move_run_aside
@@ -181,8 +181,9 @@ def _run_training(opts: TrainOptions, device: torch.device, move_old_run: bool =
         G, class_names = build_generator_for(dataset, opts.preset, grown_from, opts.head_layers, device, class_table)
         if G.c_dim > 0 and int(os.environ.get("RANK", "0")) == 0:  # also recorded in the log's config (disc)
             fits = class_table is not None and class_table.rows(G.c_dim, cfg.disc.embed_dim) is not None
-            print(f"class embeddings: {class_table.describe() if fits else 'random (no ImageNet class table fits)'}",
-                  file=sys.stderr)
+            why = ("asked for" if (opts.class_embeddings or os.environ.get(CLASS_EMBEDDINGS_ENV)) == RANDOM
+                   else "no ImageNet class table fits")
+            print(f"class embeddings: {class_table.describe() if fits else f'random ({why})'}", file=sys.stderr)
     state = None
     if grown_from is not None:
         # kimg keeps counting over the whole run; blur restarts with the stage.
