@@ -320,7 +320,7 @@ class Explorer:
         mouse = tuple(dpg.get_mouse_pos(local=False))
         self.mouse_held = any(dpg.is_mouse_button_down(b) for b in (0, 1, 2))
         self._input_seen = had_callbacks or mouse != self._mouse
-        busy = (had_callbacks or mouse != self._mouse or self._pending_display is not None or self.mouse_held
+        busy = (self._input_seen or self._pending_display is not None or self.mouse_held
                 or self._incoming is not None or self.state.animate or self._loading is not None
                 or self.renderer.busy())
         self._mouse = mouse

@@ -7,10 +7,12 @@ makes no raw event: no device moved)."""
 from __future__ import annotations
 
 import ctypes
+import os
 import threading
 
 import pytest
 
+from bench.explorer_latency import Pointer
 from explorer.input_wake import InputWake
 
 
@@ -25,13 +27,11 @@ def test_pointer_moves_reach_the_watcher_also_during_a_grab(xvfb: str) -> None:
     watcher, why = InputWake.start(on_input, display=xvfb)
     if watcher is None:
         pytest.skip(f"no input watcher on this X server: {why}")
-    x11 = ctypes.CDLL("libX11.so.6")
-    try:
-        xtst = ctypes.CDLL("libXtst.so.6")
-    except OSError:
+    mouse = Pointer(xvfb, dict(os.environ, DISPLAY=xvfb))  # the benchmark's XTest pointer
+    if mouse.how != "xtest":
         watcher.close()
         pytest.skip("libXtst is not installed (apt-get install libxtst6)")
-    xtst.XTestFakeMotionEvent.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_ulong]
+    x11 = ctypes.CDLL("libX11.so.6")
     x11.XOpenDisplay.restype = ctypes.c_void_p
     x11.XOpenDisplay.argtypes = [ctypes.c_char_p]
     x11.XDefaultRootWindow.argtypes = [ctypes.c_void_p]
@@ -39,14 +39,9 @@ def test_pointer_moves_reach_the_watcher_also_during_a_grab(xvfb: str) -> None:
     x11.XGrabPointer.argtypes = [ctypes.c_void_p, ctypes.c_ulong, ctypes.c_int, ctypes.c_uint, ctypes.c_int,
                                  ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
     x11.XFlush.argtypes = x11.XCloseDisplay.argtypes = [ctypes.c_void_p]
-    grabber, mouse = x11.XOpenDisplay(xvfb.encode()), x11.XOpenDisplay(xvfb.encode())
-
-    def move(x: int, y: int) -> None:
-        xtst.XTestFakeMotionEvent(mouse, -1, x, y, 0)
-        x11.XFlush(mouse)
-
+    grabber = x11.XOpenDisplay(xvfb.encode())
     try:
-        move(321, 123)
+        mouse.move(321, 123)
         assert got.wait(30), "no raw motion event reached the watcher"
         assert (321, 123) in [(x, y) for x, y, _ in seen]
         # Another client grabs the pointer (PointerMotionMask | ButtonPress/ReleaseMask, async, no confinement).
@@ -54,13 +49,13 @@ def test_pointer_moves_reach_the_watcher_also_during_a_grab(xvfb: str) -> None:
                                 1, 1, 0, 0, 0) == 0  # GrabSuccess
         x11.XFlush(grabber)
         got.clear()
-        move(400, 200)
+        mouse.move(400, 200)
         assert got.wait(30), "no raw motion event during another client's grab"
         assert (400, 200) in [(x, y) for x, y, _ in seen]
         assert watcher.bursts >= 2
     finally:
         x11.XCloseDisplay(grabber)
-        x11.XCloseDisplay(mouse)
+        mouse.close()
         watcher.close()
     assert not watcher.alive
 
