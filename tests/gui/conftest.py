@@ -145,13 +145,21 @@ class ExplorerProcess:
         def at(x: int) -> Callable[[dict], bool]:
             return lambda s: s.get("mouse_pos") == [float(x), float(y)]
 
+        def next_frame(st: dict, why: str) -> None:
+            """The press and the release come after a UI frame without input, as a user's would after pointing:
+            the app takes input in consecutive frames as one stream, which the input watcher does not wake for."""
+            self.wait_for(f"{what}: {why}", lambda s, n=st["ui_frames"]: s["ui_frames"] > n)
+
         self.xdotool("mousemove", x0, y)
-        self.wait_for(f"{what}: pointer at the start", at(x0))
+        next_frame(self.wait_for(f"{what}: pointer at the start", at(x0)), "a frame after the move")
         self.xdotool("mousedown", 1)
         self.wait_for(f"{what}: button down", lambda s: s.get("mouse_held"))
+        st = None
         for x in xs:
             self.xdotool("mousemove", x, y)
-            self.wait_for(f"{what}: pointer at {x}", at(x))
+            st = self.wait_for(f"{what}: pointer at {x}", at(x))
+        if st is not None:
+            next_frame(st, "a frame after the last move")
         self.xdotool("mouseup", 1)
         self.wait_for(f"{what}: button up", lambda s: not s.get("mouse_held"))
 
