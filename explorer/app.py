@@ -489,7 +489,7 @@ class Explorer:
             self.frame_times_ms.append(frame_ms)
             fps = 1000.0 / max(frame_ms, 1e-3)
             self.ui_fps = 0.9 * self.ui_fps + 0.1 * fps if self.ui_fps else fps
-        if write_state and self.test_state_file is not None:
+        if write_state:
             self.write_test_state()
 
     # ------------------------------------------------------------------ test state (for GUI tests / bench)
@@ -685,6 +685,9 @@ class Explorer:
         self.texture_file_settings = frame.settings.to_dict()
 
     def write_test_state(self) -> None:
+        """Write the test state to `--test-state-file` (nothing without one)."""
+        if self.test_state_file is None:
+            return
         tmp = self.test_state_file.with_name(self.test_state_file.name + ".tmp")
         tmp.write_text(json.dumps(self.test_state()))
         os.replace(tmp, self.test_state_file)  # readers never see half a file
@@ -723,8 +726,7 @@ class Explorer:
                 self.after_render((now - last) * 1000, (now - t_work) * 1000, write_state=False)  # on screen now
                 last = now
                 if exit_after is not None and now - start > exit_after:
-                    if self.test_state_file is not None:
-                        self.write_test_state()
+                    self.write_test_state()
                     break
                 # Own frame cap (vsync does not throttle under Xvfb/llvmpipe); drop to IDLE_FPS when idle,
                 # because drawing the UI competes with torch for the same CPU cores. An image the renderer just
@@ -738,7 +740,7 @@ class Explorer:
                 jobs = dpg.get_callback_queue() or []
                 has_frame = self.renderer.has_frame()
                 early = not has_frame and early_ok and bool(jobs or self._incoming is not None)
-                if self.test_state_file is not None and not (has_frame or early):
+                if not (has_frame or early):
                     # The test state is written once the frames drawn at once are done: a write between the
                     # frame that read an edit and the one that shows it (~1 ms, more under load) would sit on
                     # the input -> screen path that tests and benchmarks measure through this very file.
