@@ -50,6 +50,7 @@ from explorer.panels.train import TrainPanel
 from explorer.panels.transform import TransformPanel
 from explorer.panels.view import ViewPanel
 from explorer.renderer import Frame, ModelInfo, Renderer, RenderSettings, resolve_device
+from explorer.slider_latch import SliderLatch
 from explorer.state import ExplorerState
 
 IDLE_FPS = 10  # frame rate with no input, no animation and nothing rendering (saves the CPU for torch)
@@ -128,8 +129,11 @@ class Explorer:
         self._woken_by_input = False
         self._input_seen = True  # the last UI frame read input (or callbacks ran)
         self._pointer_at = -1.0  # clock() of the last pointer input over the window (or during a drag)
+        self._pointer_x: int | None = None  # ... and its x (root window), from the input watcher
         self._draw_started = 0.0  # clock() when the last UI frame started drawing (and reading input)
         self._viewport_rect: tuple[int, int, int, int] | None = None  # screen x, y, width, height
+        # A dragged slider's next value is applied before the frame that reads it (explorer.slider_latch).
+        self.slider_latch = SliderLatch(apply=self.invoke)
         self.state = ExplorerState()
         self.info: ModelInfo | None = None
         self.fps_cap = fps_cap
@@ -273,6 +277,7 @@ class Explorer:
         self.state.reset_for_model(info)
         for panel in self.panels:
             panel.on_model(info)
+        self.slider_latch.scan(dpg)  # (panels may have added sliders for this model)
         self._fit_columns()
         # Panels that tick before the next settings refresh (class thumbnails) must not send the old
         # model's settings to the new model: the renderer would refuse them as another checkpoint's. Taken
@@ -443,9 +448,18 @@ class Explorer:
         inside = rect is not None and rect[0] <= x < rect[0] + rect[2] and rect[1] <= y < rect[1] + rect[3]
         if not (inside or self.mouse_held):
             return
+        self._pointer_x = x
         self._pointer_at = self.clock()
         if self._wake_armed:
             self._wake_by_input()
+
+    def _latch_slider(self) -> None:
+        """Before a UI frame: a dragged slider takes the value the pointer gives it now (explorer.slider_latch), so
+        this frame shows its image (cached) or its render starts a frame sooner."""
+        # Only pointer input that came after the last frame started reading input: an older position is what
+        # the slider already has (the watcher sees no pointer warps; their position is never predicted from).
+        if self._pointer_x is not None and self._viewport_rect is not None and self._pointer_at > self._draw_started:
+            self.slider_latch.before_frame(dpg, self._pointer_x - self._viewport_rect[0])
 
     def _arm_input_wake(self, callbacks_queued: bool) -> None:
         """Before the loop's wait: pointer input is read at once (the frame that reads it, then at once the one that
@@ -664,6 +678,8 @@ class Explorer:
             "ui_fps": self.ui_fps,
             "input_wake": {"on": self._input_wake is not None, "note": self.input_wake_note,
                            "wakes": self.input_wakes},
+            "slider_latch": {"on": self.slider_latch.enabled, "latched": self.slider_latch.latched,
+                             "misses": self.slider_latch.misses},
             "last_latency_ms": self.last_latency_ms,
             "last_latency_parts": self.last_latency_parts,
             "renderer_stats": dict(self.renderer.stats),
@@ -701,6 +717,7 @@ class Explorer:
         try:
             dpg.configure_app(manual_callback_management=True)
             self.build_ui()
+            self.slider_latch.scan(dpg)
             dpg.create_viewport(title="StyleGAN-XL explorer", width=width, height=height, x_pos=0, y_pos=0,
                                 clear_color=WINDOW_BG)
             dpg.setup_dearpygui()
@@ -719,11 +736,14 @@ class Explorer:
                 t_work = self.clock()
                 had_callbacks = self.run_callbacks(jobs)
                 self._fit_main_window()
+                self._latch_slider()
                 self.tick()
                 self._draw_started = self.clock()
                 dpg.render_dearpygui_frame()
                 now = self.clock()
                 self.after_render((now - last) * 1000, (now - t_work) * 1000, write_state=False)  # on screen now
+                self.slider_latch.verify(dpg)
+                self.slider_latch.after_frame(dpg, dpg.is_mouse_button_down(0), dpg.is_key_down(dpg.mvKey_ModCtrl))
                 last = now
                 if exit_after is not None and now - start > exit_after:
                     self.write_test_state()

@@ -9,6 +9,7 @@ rectangles and take screenshots with ImageMagick's `import -window root`.
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import shutil
@@ -81,6 +82,37 @@ def tiny_ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return save_checkpoint(path, G, {"kimg": 12.5, "class_names": CLASS_NAMES})
 
 
+class XTestPointer:
+    """Pointer moves and button 1 as XTest device events (through libXtst; the test skips without it)."""
+
+    def __init__(self, display: str) -> None:
+        try:
+            self.x11, self.xtst = ctypes.CDLL("libX11.so.6"), ctypes.CDLL("libXtst.so.6")
+        except OSError as e:
+            pytest.skip(f"libXtst is not installed ({e}; apt-get install libxtst6)")
+        self.x11.XOpenDisplay.restype = ctypes.c_void_p
+        self.x11.XOpenDisplay.argtypes = [ctypes.c_char_p]
+        self.x11.XFlush.argtypes = self.x11.XCloseDisplay.argtypes = [ctypes.c_void_p]
+        self.xtst.XTestFakeMotionEvent.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_int, ctypes.c_int,
+                                                   ctypes.c_ulong]
+        self.xtst.XTestFakeButtonEvent.argtypes = [ctypes.c_void_p, ctypes.c_uint, ctypes.c_int, ctypes.c_ulong]
+        self.dpy = self.x11.XOpenDisplay(display.encode())
+        assert self.dpy, f"cannot open X display {display}"
+
+    def move(self, x: int, y: int) -> None:
+        self.xtst.XTestFakeMotionEvent(self.dpy, -1, int(x), int(y), 0)  # -1: the pointer's current screen
+        self.x11.XFlush(self.dpy)
+
+    def button(self, down: bool) -> None:
+        self.xtst.XTestFakeButtonEvent(self.dpy, 1, int(down), 0)
+        self.x11.XFlush(self.dpy)
+
+    def close(self) -> None:
+        if self.dpy:
+            self.x11.XCloseDisplay(self.dpy)
+            self.dpy = None
+
+
 class ExplorerProcess:
     """One `python -m explorer.app` under Xvfb, observed through its JSON state file."""
 
@@ -138,10 +170,14 @@ class ExplorerProcess:
         return self.wait_for(f"{what} (drawn)", lambda s: s["ui_frames"] >= frames + 2
                              and s["displayed"] == st["displayed"], timeout=30)
 
-    def drag(self, y: int, x0: int, xs: list[int], what: str) -> None:
+    def drag(self, y: int, x0: int, xs: list[int], what: str, device_events: bool = False) -> None:
         """Press at (x0, y), move through `xs` holding the button, release; each event waits until the app
         has read it. (Timed sleeps between xdotool events fail on a busy machine: when a move and the
-        release land in one UI frame, Dear PyGui lets go of the slider before it follows the move.)"""
+        release land in one UI frame, Dear PyGui lets go of the slider before it follows the move.)
+        `device_events`: send the moves as XTest device events, as a real mouse makes them (xdotool's moves are
+        pointer warps, which XInput 2 raw events - the app's input watcher - do not report)."""
+        pointer = XTestPointer(self.display) if device_events else None
+
         def at(x: int) -> Callable[[dict], bool]:
             return lambda s: s.get("mouse_pos") == [float(x), float(y)]
 
@@ -150,18 +186,34 @@ class ExplorerProcess:
             the app takes input in consecutive frames as one stream, which the input watcher does not wake for."""
             self.wait_for(f"{what}: {why}", lambda s, n=st["ui_frames"]: s["ui_frames"] > n)
 
-        self.xdotool("mousemove", x0, y)
-        next_frame(self.wait_for(f"{what}: pointer at the start", at(x0)), "a frame after the move")
-        self.xdotool("mousedown", 1)
-        self.wait_for(f"{what}: button down", lambda s: s.get("mouse_held"))
-        st = None
-        for x in xs:
-            self.xdotool("mousemove", x, y)
-            st = self.wait_for(f"{what}: pointer at {x}", at(x))
-        if st is not None:
-            next_frame(st, "a frame after the last move")
-        self.xdotool("mouseup", 1)
-        self.wait_for(f"{what}: button up", lambda s: not s.get("mouse_held"))
+        def move(x: int) -> None:
+            if pointer is not None:
+                pointer.move(x, y)
+            else:
+                self.xdotool("mousemove", x, y)
+
+        def button(down: bool) -> None:
+            if pointer is not None:
+                pointer.button(down)
+            else:
+                self.xdotool("mousedown" if down else "mouseup", 1)
+
+        try:
+            move(x0)
+            next_frame(self.wait_for(f"{what}: pointer at the start", at(x0)), "a frame after the move")
+            button(True)
+            self.wait_for(f"{what}: button down", lambda s: s.get("mouse_held"))
+            st = None
+            for x in xs:
+                move(x)
+                st = self.wait_for(f"{what}: pointer at {x}", at(x))
+            if st is not None:
+                next_frame(st, "a frame after the last move")
+            button(False)
+            self.wait_for(f"{what}: button up", lambda s: not s.get("mouse_held"))
+        finally:
+            if pointer is not None:
+                pointer.close()
 
     def xdotool(self, *args: object) -> None:
         subprocess.run(["xdotool", *map(str, args)], check=True, env=dict(os.environ, DISPLAY=self.display),

@@ -165,6 +165,38 @@ def test_drag_shows_previews_and_ends_on_the_exact_frame(launch, gui_tools, tiny
     print(f"preview: {st['preview']['text']}; renderer {st['renderer_stats']}")
 
 
+def test_slider_moves_are_latched_into_the_frame_that_reads_them(launch, gui_tools, tiny_ckpt: Path) -> None:
+    """explorer.slider_latch: while a slider is dragged, the app computes the value Dear ImGui's slider takes for
+    the pointer's position and applies it before the UI frame that reads the move. Every move of these drags
+    (a float slider pressed on its grab, so with ImGui's grab offset, and an int slider pressed off its grab)
+    must be predicted exactly: each one latched, no miss (a miss would be undone, but would show ImGui and the
+    model here disagree). The frame at rest is the exact one of where the slider ended, as without latching."""
+    app = launch(tiny_ckpt)
+    st = app.wait_shown("first frame", timeout=60)
+    res = st["model"]["resolution"]
+    assert st["slider_latch"] == {"on": True, "latched": 0, "misses": 0}
+    r = st["rects"]["psi_slider"]
+    y = int(r["y"] + r["h"] / 2)
+    x_grab = slider_x(r, 1.0) + 3  # on the grab, right of its centre: ImGui keeps that offset under the pointer
+    xs = [x_grab - 3, x_grab - 17, x_grab - 40, x_grab - 41, x_grab - 90, x_grab - 60, x_grab - 17]
+    app.drag(y, x_grab, xs, "psi drag", device_events=True)
+    st = app.wait_shown("psi at rest", lambda s: s["settings"]["psi"] < 1.0)
+    psi_moves = st["slider_latch"]["latched"]
+    assert st["slider_latch"]["misses"] == 0, st["slider_latch"]
+    assert psi_moves >= len(xs) - 1, st["slider_latch"]  # two moves may round to one value (format %.2f)
+    r = st["rects"]["seed_slider"]
+    y = int(r["y"] + r["h"] / 2)
+    x0 = int(r["x"] + r["frame_w"] / 2)  # off the grab (seed 0 sits at the left end): the value jumps there
+    xs = [x0 + 1, x0 + 7, x0 + 30, x0 - 55, x0 - 54, int(r["x"] + r["frame_w"]) + 20, x0 + 11]
+    app.drag(y, x0, xs, "seed drag", device_events=True)
+    st = app.wait_shown("seed at rest", lambda s: s["settings"]["seeds"][0][0] > 0 and not s["mouse_held"])
+    assert st["slider_latch"]["misses"] == 0, st["slider_latch"]
+    assert st["slider_latch"]["latched"] - psi_moves == len(xs), st["slider_latch"]
+    img = view_region(app.screenshot("08_after_latched_drags"), st["rects"]["image"], res)
+    assert mad(img, core_image(tiny_ckpt, st["settings"])) < MATCH
+    assert not st["status_error"], st["status"]
+
+
 def test_bad_checkpoint_shows_in_status_bar_and_app_keeps_running(launch, tmp_path: Path) -> None:
     bad = tmp_path / "broken.sgxl"
     bad.write_bytes(b"this is not a zip archive")
