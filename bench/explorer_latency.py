@@ -289,7 +289,9 @@ def session(repo: Path, ckpt: Path, display: str, app_args: list[str], steps: in
             "ui_cpu_ms_per_frame": ui_cpu_ms, "gl_cpu_ms_per_frame": gl_cpu_ms,
             "other_threads_cpu_share": worker_cpu_share, "input": pointer.how,
             "xserver_cpu_ms_per_frame": xserver_cpu_ms, "ui_frame_ms": ui_frame_ms,
-            "input_wakes": s_end.get("input_wake", {}).get("wakes", 0)}  # (older checkouts: no watcher)
+            "input_wakes": s_end.get("input_wake", {}).get("wakes", 0),  # (older checkouts: no watcher)
+            "latched": s_end.get("slider_latch", {}).get("latched", ""),  # (older checkouts: no latching)
+            "latch_misses": s_end.get("slider_latch", {}).get("misses", "")}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -357,6 +359,9 @@ def main(argv: list[str] | None = None) -> int:
         row["ui_frame_ms"] = round(statistics.median(r["ui_frame_ms"] for r in runs), 1)
         row["input_wakes"] = round(statistics.median(r["input_wakes"] for r in runs))
         row["fps_idle"] = round(statistics.median(r["ui_fps_idle"] for r in runs), 1)
+        for key in ("latched", "latch_misses"):  # per session, over the whole drag
+            counts = [r[key] for r in runs if r.get(key, "") != ""]
+            row[key] = round(statistics.median(counts)) if counts else ""
         table.append(row)
         raw.append({"model": m, "config": label, "runs": runs,
                     "median_ms": {k: row[k] for k in METRICS}, "p95_ms": {
@@ -369,13 +374,15 @@ def main(argv: list[str] | None = None) -> int:
           "it); fresh: slider move -> new frame "
           "on screen (end to end; fresh_in_app: from the app's request); cached: back over visited positions; "
           "exact_at_rest: move and rest -> the exact frame on screen")
-    print("  ui_frame_ms: one UI frame's work (no sleep) while scrubbing; a cached frame needs two after the input "
-          "arrives, plus the wait for the first unless input wakes the UI loop (input_wakes: per session, up to the "
-          "end of the drag)")
+    print("  ui_frame_ms: one UI frame's work (no sleep) while scrubbing; a cached frame needs one after the input "
+          "arrives when the app latches the slider's value before the frame that reads it (latched: such frames per "
+          "session, latch_misses: predictions the slider did not take), two otherwise; plus the wait for the first "
+          "unless input wakes the UI loop (input_wakes: per session, up to the end of the drag)")
     print("  ui_cpu_ms / gl_cpu_ms / x_cpu_ms: CPU per UI frame while dragging of the UI thread / Mesa's llvmpipe "
           "threads / the X server; render_cpu: cores the renderer's threads kept busy meanwhile - all from /proc, "
           "robust to other processes' load")
-    print_table(table, ["model", "config", *METRICS, "fps_drag", "fps_idle", "ui_frame_ms", "input_wakes", "ui_cpu_ms",
+    print_table(table, ["model", "config", *METRICS, "fps_drag", "fps_idle", "ui_frame_ms", "input_wakes", "latched",
+                        "latch_misses", "ui_cpu_ms",
                         "gl_cpu_ms", "x_cpu_ms", "render_cpu"])
     path = write_json("explorer_latency", {
         "env": environment(), "fps_cap": a.fps, "threads": a.threads, "steps": a.steps, "rounds": a.rounds,
