@@ -36,7 +36,7 @@ import torch
 
 from core.errors import SGXLError
 from explorer.gl_frames import FRAME_PATHS, FrameView
-from explorer.input_wake import InputWake
+from explorer.input_wake import InputWake, PointerQuery
 from explorer.panels.capture import CapturePanel
 from explorer.panels.checkpoint import CheckpointPanel
 from explorer.panels.classes import ClassPanel
@@ -129,7 +129,7 @@ class Explorer:
         self._woken_by_input = False
         self._input_seen = True  # the last UI frame read input (or callbacks ran)
         self._pointer_at = -1.0  # clock() of the last pointer input over the window (or during a drag)
-        self._pointer_x: int | None = None  # ... and its x (root window), from the input watcher
+        self._pointer_query: PointerQuery | None = None  # where the pointer is now (slider latching)
         self._draw_started = 0.0  # clock() when the last UI frame started drawing (and reading input)
         self._viewport_rect: tuple[int, int, int, int] | None = None  # screen x, y, width, height
         # A dragged slider's next value is applied before the frame that reads it (explorer.slider_latch).
@@ -367,6 +367,11 @@ class Explorer:
                 self._loading = None
         for panel in self.panels:
             panel.tick(now)
+        self.sync_view(now)
+        self._layout()
+
+    def sync_view(self, now: float) -> None:
+        """Request a frame for what the widgets say (if it changed) and put the newest finished one in the texture."""
         if self.info is not None:
             settings = self.state.settings(self.info)
             self.current_settings = settings
@@ -380,7 +385,6 @@ class Explorer:
             self._incoming = frame  # newest wins: one not yet in the texture is replaced
         if self._incoming is not None:
             self._upload(self._incoming)
-        self._layout()
 
     def _upload(self, frame: Frame) -> None:
         """Put the finished frame into the view's texture (a texture of a new size may take a UI frame)."""
@@ -448,18 +452,21 @@ class Explorer:
         inside = rect is not None and rect[0] <= x < rect[0] + rect[2] and rect[1] <= y < rect[1] + rect[3]
         if not (inside or self.mouse_held):
             return
-        self._pointer_x = x
         self._pointer_at = self.clock()
         if self._wake_armed:
             self._wake_by_input()
 
-    def _latch_slider(self) -> None:
-        """Before a UI frame: a dragged slider takes the value the pointer gives it now (explorer.slider_latch), so
-        this frame shows its image (cached) or its render starts a frame sooner."""
-        # Only pointer input that came after the last frame started reading input: an older position is what
-        # the slider already has (the watcher sees no pointer warps; their position is never predicted from).
-        if self._pointer_x is not None and self._viewport_rect is not None and self._pointer_at > self._draw_started:
-            self.slider_latch.before_frame(dpg, self._pointer_x - self._viewport_rect[0])
+    @property
+    def pointer_query_on(self) -> bool:
+        return self._pointer_query is not None
+
+    def _latch_slider(self) -> bool:
+        """Right before a UI frame: a dragged slider takes the value the pointer gives it now (explorer.slider_latch),
+        so this frame shows its image (cached) or its render starts a frame sooner. True when a value was applied."""
+        if not self.slider_latch.dragging or self._pointer_query is None or self._viewport_rect is None:
+            return False
+        x = self._pointer_query.position()[0] - self._viewport_rect[0]
+        return self.slider_latch.before_frame(dpg, x)
 
     def _arm_input_wake(self, callbacks_queued: bool) -> None:
         """Before the loop's wait: pointer input is read at once (the frame that reads it, then at once the one that
@@ -728,6 +735,7 @@ class Explorer:
             dpg.render_dearpygui_frame()
             self.view.enable_gl()
             self._input_wake, self.input_wake_note = InputWake.start(self._on_pointer)
+            self._pointer_query = PointerQuery.open()
             if ckpt_path:
                 self.open_checkpoint(ckpt_path)
             start = last = self.clock()
@@ -736,8 +744,9 @@ class Explorer:
                 t_work = self.clock()
                 had_callbacks = self.run_callbacks(jobs)
                 self._fit_main_window()
-                self._latch_slider()
                 self.tick()
+                if self._latch_slider():  # as late as can be: the frame must read the pointer where it was asked
+                    self.sync_view(self.clock())
                 self._draw_started = self.clock()
                 dpg.render_dearpygui_frame()
                 now = self.clock()
@@ -778,6 +787,8 @@ class Explorer:
         finally:
             if self._input_wake is not None:
                 self._input_wake.close()
+            if self._pointer_query is not None:
+                self._pointer_query.close()
             self.invert_panel.close()  # an inversion nobody will load is not left running
             self.renderer.close()
             self.view.close()

@@ -55,6 +55,48 @@ def _libraries() -> tuple[ctypes.CDLL, ctypes.CDLL]:
     return x11, xi
 
 
+def _query_pointer(x11: ctypes.CDLL, dpy: int, root: int) -> tuple[int, int, int]:
+    """(x, y, button mask) of the pointer on `dpy`, root-window coordinates (a round trip to the server)."""
+    root_ret, child = ctypes.c_ulong(), ctypes.c_ulong()
+    rx, ry, wx, wy, state = ctypes.c_int(), ctypes.c_int(), ctypes.c_int(), ctypes.c_int(), ctypes.c_uint()
+    x11.XQueryPointer(dpy, root, ctypes.byref(root_ret), ctypes.byref(child), ctypes.byref(rx), ctypes.byref(ry),
+                      ctypes.byref(wx), ctypes.byref(wy), ctypes.byref(state))
+    return rx.value, ry.value, state.value & POINTER_BUTTONS_MASK
+
+
+class PointerQuery:
+    """Where the pointer is now, asked of the X server on a connection of its own, for the thread that made it
+    (an Xlib connection is not shared between threads: the watcher's belongs to its thread). The UI loop asks
+    right before a frame while a slider is dragged (explorer.slider_latch): a round trip of ~0.1 ms, and, unlike
+    the watcher's last report, never behind because the watcher waited for Python's interpreter lock."""
+
+    def __init__(self, x11: ctypes.CDLL, dpy: int) -> None:
+        self._x11, self._dpy = x11, dpy
+        self._root = x11.XDefaultRootWindow(dpy)
+
+    @classmethod
+    def open(cls, display: str | None = None) -> PointerQuery | None:
+        """None where there is no X display (or no libX11)."""
+        display = display if display is not None else os.environ.get("DISPLAY")
+        if not display:
+            return None
+        try:
+            x11, _ = _libraries()
+        except (OSError, AttributeError):
+            return None
+        dpy = x11.XOpenDisplay(display.encode())
+        return cls(x11, dpy) if dpy else None
+
+    def position(self) -> tuple[int, int, int]:
+        """(x, y, button mask) of the pointer, root-window coordinates."""
+        return _query_pointer(self._x11, self._dpy, self._root)
+
+    def close(self) -> None:
+        if self._dpy:
+            self._x11.XCloseDisplay(self._dpy)
+            self._dpy = None
+
+
 class InputWake:
     """A thread that calls `on_input(x, y, buttons)` after each burst of pointer events on `display`."""
 
@@ -99,11 +141,7 @@ class InputWake:
 
     def pointer(self) -> tuple[int, int, int]:
         """(x, y, button mask) of the pointer, root-window coordinates (a round trip to the server)."""
-        root, child = ctypes.c_ulong(), ctypes.c_ulong()
-        rx, ry, wx, wy, state = ctypes.c_int(), ctypes.c_int(), ctypes.c_int(), ctypes.c_int(), ctypes.c_uint()
-        self._x11.XQueryPointer(self._dpy, self._root, ctypes.byref(root), ctypes.byref(child), ctypes.byref(rx),
-                                ctypes.byref(ry), ctypes.byref(wx), ctypes.byref(wy), ctypes.byref(state))
-        return rx.value, ry.value, state.value & POINTER_BUTTONS_MASK
+        return _query_pointer(self._x11, self._dpy, self._root)
 
     def _run(self) -> None:
         fd = self._x11.XConnectionNumber(self._dpy)

@@ -3,11 +3,11 @@
 Dear PyGui reads input only while it draws a frame, and a widget's callback runs after that frame, so the image
 of a slider move could reach the screen one UI frame later at the earliest: two UI frames after the move (~20 ms
 under Mesa's software GL on 2 cores), even when the frame comes from the renderer's cache. While a slider is
-dragged, the input watcher (`explorer.input_wake`) already knows where the pointer went before that frame
-starts. `SliderLatch` computes the value Dear ImGui's slider will take for that pointer position, with the
-same float32 arithmetic as ImGui's `SliderBehaviorT` (imgui_widgets.cpp, Dear ImGui 1.92: horizontal, linear
-sliders), so the app applies it first (the slider's own callback, then the cache or a render request) and the
-frame that reads the move draws its image.
+dragged, the X server already knows where the pointer went before that frame starts (the app asks it through
+`explorer.input_wake.PointerQuery`). `SliderLatch` computes the value Dear ImGui's slider will take for that
+pointer position, with the same float32 arithmetic as ImGui's `SliderBehaviorT` (imgui_widgets.cpp, Dear ImGui
+1.92: horizontal, linear sliders), so the app applies it first (the slider's own callback, then the cache or a
+render request) and the frame that reads the move draws its image.
 
 Safe by construction: when the frame reads the same position, the slider lands on the value already applied and
 queues no callback. When it reads another one (a newer motion arrived in between) the slider's callback runs as
@@ -120,8 +120,9 @@ class _Drag:
 class SliderLatch:
     """Tracks which slider the left mouse button drags and applies its next value before the frame that reads it.
 
-    The app calls `after_frame` once a UI frame is drawn, `before_frame(pointer_x)` before the next one and
-    `verify` after it. `apply(tag, value)` runs the slider's callback as a user's edit would (the app's `invoke`).
+    The app calls `after_frame` once a UI frame is drawn, `before_frame(pointer_x)` right before the next one
+    (where the pointer is then) and `verify` after it. `apply(tag, value)` runs the slider's callback as a
+    user's edit would (the app's `invoke`).
     """
 
     def __init__(self, apply: Callable[[int | str, float | int], None]) -> None:
@@ -173,10 +174,14 @@ class SliderLatch:
                     self._drag = _Drag(tag, geometry, geometry.click_offset(self._values[tag], mouse_x))
                 return
 
+    @property
+    def dragging(self) -> bool:
+        """A slider is being dragged (and latching is on)."""
+        return self.enabled and self._drag is not None
+
     def before_frame(self, dpg, pointer_x: float | None) -> bool:
-        """Before a UI frame: if a slider is dragged and the pointer moved to `pointer_x` (client x, from pointer
-        input that came after the last frame started reading input; None when none came) and that gives the
-        slider a new value, apply it. True when a value was applied."""
+        """Right before a UI frame: if a slider is dragged and the pointer, now at `pointer_x` (client x; None:
+        unknown), gives it a new value, apply it. True when a value was applied."""
         drag = self._drag
         if not self.enabled or drag is None or pointer_x is None or not dpg.does_item_exist(drag.tag):
             return False

@@ -133,7 +133,7 @@ class PerfPanel(Panel):
                  f"request -> frame on screen {s['display_latency_ms']:.0f} ms",
                  f"input wake: XInput 2 raw events, {self.app.input_wakes} wakes" if self.app.input_wake_note == ""
                  else f"input wake off ({self.app.input_wake_note}): input waits for the next UI frame",
-                 latch_text(self.app.slider_latch, self.app.input_wake_note == ""),
+                 latch_text(self.app.slider_latch, self.app.pointer_query_on),
                  f"device {s['device']}, torch threads {torch.get_num_threads()}",
                  f"memory {s['rss_mb']:.0f} MB" + (f", CUDA {s['cuda_mb']:.0f} MB" if "cuda_mb" in s else ""),
                  f"cache {s['cache']['entries']} frames / {s['cache']['mb']:.2f} MB, hits {s['cache_hits']}, "
@@ -148,10 +148,10 @@ class PerfPanel(Panel):
         self._refresh_preview()
 
 
-def latch_text(latch, watcher_on: bool) -> str:
+def latch_text(latch, pointer_known: bool) -> str:
     """One line on slider latching (explorer.slider_latch) for the panel."""
-    if not watcher_on:
-        return "slider latching off (needs the input wake): a slider move shows one UI frame after it is read"
+    if not pointer_known:
+        return "slider latching off (needs X11 to ask where the pointer is): a move shows a UI frame after it is read"
     if not latch.enabled:
         return f"slider latching turned off: {latch.misses} predictions the slider did not take"
     return f"slider latching: {latch.latched} moves applied before the frame that read them, {latch.misses} misses"

@@ -9,7 +9,6 @@ rectangles and take screenshots with ImageMagick's `import -window root`.
 
 from __future__ import annotations
 
-import ctypes
 import json
 import os
 import shutil
@@ -26,6 +25,7 @@ import pytest
 import torch
 from PIL import Image
 
+from bench.explorer_latency import Pointer
 from core.io.checkpoint import save_checkpoint
 from explorer.app import Explorer
 from tests.helpers import REPO, make_tiny_generator
@@ -80,37 +80,6 @@ def tiny_ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
     G = make_tiny_generator(32, c_dim=5, seed=0)
     path = tmp_path_factory.mktemp("ckpt") / "tiny32.sgxl"
     return save_checkpoint(path, G, {"kimg": 12.5, "class_names": CLASS_NAMES})
-
-
-class XTestPointer:
-    """Pointer moves and button 1 as XTest device events (through libXtst; the test skips without it)."""
-
-    def __init__(self, display: str) -> None:
-        try:
-            self.x11, self.xtst = ctypes.CDLL("libX11.so.6"), ctypes.CDLL("libXtst.so.6")
-        except OSError as e:
-            pytest.skip(f"libXtst is not installed ({e}; apt-get install libxtst6)")
-        self.x11.XOpenDisplay.restype = ctypes.c_void_p
-        self.x11.XOpenDisplay.argtypes = [ctypes.c_char_p]
-        self.x11.XFlush.argtypes = self.x11.XCloseDisplay.argtypes = [ctypes.c_void_p]
-        self.xtst.XTestFakeMotionEvent.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_int, ctypes.c_int,
-                                                   ctypes.c_ulong]
-        self.xtst.XTestFakeButtonEvent.argtypes = [ctypes.c_void_p, ctypes.c_uint, ctypes.c_int, ctypes.c_ulong]
-        self.dpy = self.x11.XOpenDisplay(display.encode())
-        assert self.dpy, f"cannot open X display {display}"
-
-    def move(self, x: int, y: int) -> None:
-        self.xtst.XTestFakeMotionEvent(self.dpy, -1, int(x), int(y), 0)  # -1: the pointer's current screen
-        self.x11.XFlush(self.dpy)
-
-    def button(self, down: bool) -> None:
-        self.xtst.XTestFakeButtonEvent(self.dpy, 1, int(down), 0)
-        self.x11.XFlush(self.dpy)
-
-    def close(self) -> None:
-        if self.dpy:
-            self.x11.XCloseDisplay(self.dpy)
-            self.dpy = None
 
 
 class ExplorerProcess:
@@ -176,7 +145,11 @@ class ExplorerProcess:
         release land in one UI frame, Dear PyGui lets go of the slider before it follows the move.)
         `device_events`: send the moves as XTest device events, as a real mouse makes them (xdotool's moves are
         pointer warps, which XInput 2 raw events - the app's input watcher - do not report)."""
-        pointer = XTestPointer(self.display) if device_events else None
+        pointer = None
+        if device_events:
+            pointer = Pointer(self.display, dict(os.environ, DISPLAY=self.display))  # the benchmark's XTest pointer
+            if pointer.how != "xtest":
+                pytest.skip("libXtst is not installed (apt-get install libxtst6)")
 
         def at(x: int) -> Callable[[dict], bool]:
             return lambda s: s.get("mouse_pos") == [float(x), float(y)]

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import ctypes
 import os
+import shutil
+import subprocess
 import threading
 
 import pytest
 
 from bench.explorer_latency import Pointer
-from explorer.input_wake import InputWake
+from explorer.input_wake import InputWake, PointerQuery
 
 
 def test_pointer_moves_reach_the_watcher_also_during_a_grab(xvfb: str) -> None:
@@ -66,3 +68,28 @@ def test_no_watcher_without_a_usable_display(monkeypatch) -> None:
     assert watcher is None and why == "no X display"
     watcher, why = InputWake.start(lambda x, y, b: None, display=":987654")
     assert watcher is None and why
+
+
+def test_pointer_query_reports_where_the_pointer_is_now(xvfb: str) -> None:
+    """The UI loop's own connection (slider latching asks it right before a frame): device moves and warps alike,
+    and the held buttons."""
+    query = PointerQuery.open(display=xvfb)
+    assert query is not None
+    mouse = Pointer(xvfb, dict(os.environ, DISPLAY=xvfb))
+    try:
+        mouse.move(222, 111)  # XTest (or xdotool's warp where libXtst is missing): both move the pointer
+        assert query.position()[:2] == (222, 111)
+        if shutil.which("xdotool"):  # a warp: no device moved, the pointer did
+            subprocess.run(["xdotool", "mousemove", "333", "44"], check=True, env=dict(os.environ, DISPLAY=xvfb),
+                           timeout=20)
+        else:
+            mouse.move(333, 44)
+        assert query.position()[:2] == (333, 44)
+        mouse.button(True)
+        assert query.position()[2] == 1 << 8  # Button1Mask
+        mouse.button(False)
+        assert query.position()[2] == 0
+    finally:
+        mouse.close()
+        query.close()
+    assert PointerQuery.open(display="") is None
