@@ -460,13 +460,22 @@ class Explorer:
     def pointer_query_on(self) -> bool:
         return self._pointer_query is not None
 
+    def pointer_pos(self) -> tuple[float, float]:
+        """Where the pointer is now, in the window's client pixels (Dear PyGui's screen coordinates): asked of the X
+        server where it can be (so a drag handled before a frame acts on the position that frame reads, and the
+        frame shows its result), else where the last UI frame saw it."""
+        if self._pointer_query is not None and self._viewport_rect is not None:
+            x, y, _ = self._pointer_query.position()
+            return float(x - self._viewport_rect[0]), float(y - self._viewport_rect[1])
+        x, y = dpg.get_mouse_pos(local=False)
+        return float(x), float(y)
+
     def _latch_slider(self) -> bool:
         """Right before a UI frame: a dragged slider takes the value the pointer gives it now (explorer.slider_latch),
         so this frame shows its image (cached) or its render starts a frame sooner. True when a value was applied."""
-        if not self.slider_latch.dragging or self._pointer_query is None or self._viewport_rect is None:
+        if not self.slider_latch.dragging or self._pointer_query is None:
             return False
-        x = self._pointer_query.position()[0] - self._viewport_rect[0]
-        return self.slider_latch.before_frame(dpg, x)
+        return self.slider_latch.before_frame(dpg, self.pointer_pos()[0])
 
     def _arm_input_wake(self, callbacks_queued: bool) -> None:
         """Before the loop's wait: pointer input is read at once (the frame that reads it, then at once the one that

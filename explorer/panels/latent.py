@@ -165,7 +165,7 @@ class LatentPanel(Panel):
             if not dpg.is_mouse_button_down(dpg.mvMouseButton_Left):
                 self._drag_from = None
             else:
-                x, y = dpg.get_mouse_pos(local=False)
+                x, y = self.app.pointer_pos()  # where it is now: this frame shows the move's result
                 dx, dy = x - self._drag_from[0], y - self._drag_from[1]
                 if dx or dy:
                     self.drag_by(dx, dy)

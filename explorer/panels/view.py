@@ -123,7 +123,7 @@ class ViewPanel(Panel):
         if rect is None or not any(dpg.is_mouse_button_down(b) for b in PAN_BUTTONS):
             self._pan_from = None
             return
-        x, y = dpg.get_mouse_pos(local=False)
+        x, y = self.app.pointer_pos()  # where it is now: this frame shows the pan
         dx, dy = x - self._pan_from[0], y - self._pan_from[1]
         if dx or dy:
             self.zoom.pan(dx / rect[2], dy / rect[3])

@@ -139,19 +139,21 @@ class ExplorerProcess:
         return self.wait_for(f"{what} (drawn)", lambda s: s["ui_frames"] >= frames + 2
                              and s["displayed"] == st["displayed"], timeout=30)
 
-    def drag(self, y: int, x0: int, xs: list[int], what: str, device_events: bool = False) -> None:
+    def drag(self, y: int, x0: int, xs: list[int], what: str, device_events: bool = False,
+             ys: list[int] | None = None) -> None:
         """Press at (x0, y), move through `xs` holding the button, release; each event waits until the app
         has read it. (Timed sleeps between xdotool events fail on a busy machine: when a move and the
         release land in one UI frame, Dear PyGui lets go of the slider before it follows the move.)
         `device_events`: send the moves as XTest device events, as a real mouse makes them (xdotool's moves are
-        pointer warps, which XInput 2 raw events - the app's input watcher - do not report)."""
+        pointer warps, which XInput 2 raw events - the app's input watcher - do not report). `ys`: the moves' y
+        (default: all at `y`)."""
         pointer = None
         if device_events:
             pointer = Pointer(self.display, dict(os.environ, DISPLAY=self.display))  # the benchmark's XTest pointer
             if pointer.how != "xtest":
                 pytest.skip("libXtst is not installed (apt-get install libxtst6)")
 
-        def at(x: int) -> Callable[[dict], bool]:
+        def at(x: int, y: int = y) -> Callable[[dict], bool]:
             return lambda s: s.get("mouse_pos") == [float(x), float(y)]
 
         def next_frame(st: dict, why: str) -> None:
@@ -159,7 +161,7 @@ class ExplorerProcess:
             the app takes input in consecutive frames as one stream, which the input watcher does not wake for."""
             self.wait_for(f"{what}: {why}", lambda s, n=st["ui_frames"]: s["ui_frames"] > n)
 
-        def move(x: int) -> None:
+        def move(x: int, y: int = y) -> None:
             if pointer is not None:
                 pointer.move(x, y)
             else:
@@ -177,9 +179,9 @@ class ExplorerProcess:
             button(True)
             self.wait_for(f"{what}: button down", lambda s: s.get("mouse_held"))
             st = None
-            for x in xs:
-                move(x)
-                st = self.wait_for(f"{what}: pointer at {x}", at(x))
+            for x, yy in zip(xs, ys or [y] * len(xs), strict=True):
+                move(x, yy)
+                st = self.wait_for(f"{what}: pointer at {x}, {yy}", at(x, yy))
             if st is not None:
                 next_frame(st, "a frame after the last move")
             button(False)

@@ -197,6 +197,30 @@ def test_slider_moves_are_latched_into_the_frame_that_reads_them(launch, gui_too
     assert not st["status_error"], st["status"]
 
 
+def test_pad_drag_moves_the_seed_blend_by_the_pointer_s_path(launch, gui_tools, tiny_ckpt: Path) -> None:
+    """The 2-D seed pad in the real window: a drag moves the position by exactly the pointer's path
+    (PAD_PIXELS_PER_SEED px per seed; the app reads the pointer right before each frame, so that frame shows the
+    move), the settings blend the four nearest grid seeds, and the exact frame of the end position stays."""
+    from explorer.panels.latent import PAD_PIXELS_PER_SEED, SEED_GRID_STRIDE
+    from explorer.renderer import grid_seed_weights
+
+    app = launch(tiny_ckpt)
+    st = app.wait_shown("first frame", timeout=60)
+    pad = st["rects"]["pad"]
+    cx, cy = int(pad["x"] + pad["w"] / 2), int(pad["y"] + pad["h"] / 2)
+    app.drag(cy, cx, [cx + 20, cx + 30, cx + 35], "pad drag", device_events=True, ys=[cy + 10, cy + 5, cy - 7])
+    expected = grid_seed_weights(0, (35 / PAD_PIXELS_PER_SEED, -7 / PAD_PIXELS_PER_SEED), SEED_GRID_STRIDE)
+    st = app.wait_shown("pad at rest", lambda s: len(s["settings"]["seeds"]) == 4)
+    got = {s: w for s, w in st["settings"]["seeds"]}
+    assert got.keys() == dict(expected).keys()
+    for seed, w in expected:
+        assert abs(got[seed] - w) < 1e-6, (got, expected)
+    frames = st["ui_frames"]
+    later = app.wait_for("more UI frames", lambda s: s["ui_frames"] >= frames + 5)
+    assert later["displayed"] == st["settings"] and not later["displayed_preview"]
+    assert not st["status_error"], st["status"]
+
+
 def test_bad_checkpoint_shows_in_status_bar_and_app_keeps_running(launch, tmp_path: Path) -> None:
     bad = tmp_path / "broken.sgxl"
     bad.write_bytes(b"this is not a zip archive")
