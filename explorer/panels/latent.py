@@ -36,7 +36,8 @@ class LatentPanel(Panel):
 
     def __init__(self, app) -> None:
         super().__init__(app)
-        self._drag_from: tuple[float, float] | None = None
+        # A pad drag: where the pointer was pressed and the pad position then (see tick).
+        self._drag_from: tuple[tuple[float, float], tuple[float, float]] | None = None
         self._anim_start = 0.0
         self._drawn: tuple | None = None  # (offset, seed weights, latent) the pad was last drawn for
 
@@ -150,15 +151,19 @@ class LatentPanel(Panel):
 
     def _on_mouse_down(self, sender=None, app_data=None, user_data=None) -> None:
         if dpg.is_item_hovered(self.tag("pad")) or dpg.is_item_hovered(self.app.image_tag):
-            self._drag_from = tuple(dpg.get_mouse_pos(local=False))
+            x, y = dpg.get_mouse_pos(local=False)
+            self._drag_from = ((x, y), self.state.offset)
 
     def _on_mouse_up(self, sender=None, app_data=None, user_data=None) -> None:
         self._drag_from = None
 
-    def drag_by(self, dx_px: float, dy_px: float) -> None:
-        """Move the pad position by a mouse delta in pixels (the drag handler and tests call this)."""
-        ox, oy = self.state.offset
-        self.set_offset(ox + dx_px / PAD_PIXELS_PER_SEED, oy + dy_px / PAD_PIXELS_PER_SEED)
+    def drag_by(self, dx_px: float, dy_px: float, origin: tuple[float, float] | None = None) -> None:
+        """Move the pad position by a pointer path in pixels from `origin` (default: the position now); the drag
+        handler passes the path since the press and the position then (tests call this too)."""
+        ox, oy = self.state.offset if origin is None else origin
+        offset = (ox + dx_px / PAD_PIXELS_PER_SEED, oy + dy_px / PAD_PIXELS_PER_SEED)
+        if offset != self.state.offset:
+            self.set_offset(*offset)
 
     def tick(self, now: float) -> None:
         if self._drag_from is not None:
@@ -166,10 +171,10 @@ class LatentPanel(Panel):
                 self._drag_from = None
             else:
                 x, y = self.app.pointer_pos()  # where it is now: this frame shows the move's result
-                dx, dy = x - self._drag_from[0], y - self._drag_from[1]
-                if dx or dy:
-                    self.drag_by(dx, dy)
-                    self._drag_from = (x, y)
+                (x0, y0), origin = self._drag_from
+                # From the press, not summed move by move: back at a pixel already visited, the position (the
+                # frame's cache key) is exactly the one it was, so scrubbing back and forth is served from the cache.
+                self.drag_by(x - x0, y - y0, origin)
         if self.state.animate:
             phase = 2 * math.pi * self.state.anim_speed * (now - self._anim_start)
             self.state.lerp_t = 0.5 - 0.5 * math.cos(phase)  # ping-pong 0 -> 1 -> 0

@@ -200,7 +200,8 @@ def test_slider_moves_are_latched_into_the_frame_that_reads_them(launch, gui_too
 def test_pad_drag_moves_the_seed_blend_by_the_pointer_s_path(launch, gui_tools, tiny_ckpt: Path) -> None:
     """The 2-D seed pad in the real window: a drag moves the position by exactly the pointer's path
     (PAD_PIXELS_PER_SEED px per seed; the app reads the pointer right before each frame, so that frame shows the
-    move), the settings blend the four nearest grid seeds, and the exact frame of the end position stays."""
+    move), measured from the press (back where it was pressed, the frame comes from the cache), the settings blend
+    the four nearest grid seeds, and the exact frame of the end position stays."""
     from explorer.panels.latent import PAD_PIXELS_PER_SEED, SEED_GRID_STRIDE
     from explorer.renderer import grid_seed_weights
 
@@ -215,6 +216,12 @@ def test_pad_drag_moves_the_seed_blend_by_the_pointer_s_path(launch, gui_tools, 
     assert got.keys() == dict(expected).keys()
     for seed, w in expected:
         assert abs(got[seed] - w) < 1e-6, (got, expected)
+    # A second drag away and back to where it was pressed: the same position exactly, its frame from the cache.
+    hits, end = st["renderer_stats"]["cache_hits"], st["settings"]
+    app.drag(cy, cx, [cx + 10, cx + 13, cx], "pad drag back", device_events=True, ys=[cy - 5, cy - 9, cy])
+    st = app.wait_shown("pad back at rest", lambda s: not s["mouse_held"])
+    assert st["settings"] == end  # not merely close: the sum of the moves would drift in the last digits
+    assert st["renderer_stats"]["cache_hits"] > hits, st["renderer_stats"]
     frames = st["ui_frames"]
     later = app.wait_for("more UI frames", lambda s: s["ui_frames"] >= frames + 5)
     assert later["displayed"] == st["settings"] and not later["displayed_preview"]
