@@ -2,8 +2,8 @@
 
 Starts a private Xvfb, runs the explorer on a random 'tiny' 64x64 checkpoint in a subprocess
 (`--test-state-file`: the app writes its state, incl. the wall time a frame was first drawn), then
-holds the psi slider and moves it step by step, with X pointer events sent from this process (XTest; xdotool
-where libXtst cannot be loaded). For every step:
+holds the psi slider (or, with `--drag pad`, the seed pad) and moves it step by step, with X pointer events
+sent from this process (XTest; xdotool where libXtst cannot be loaded). For every step:
 
 - end to end: time right before the pointer event goes to the X server -> the app's `displayed_at` for the frame whose
   settings equal what the slider now says (X event delivery + UI frame + render + upload + draw);
@@ -16,12 +16,12 @@ same, and finally steps to a few new positions and rests on each: the time to th
 UI fps is counted from the app's frame counter while the mouse is held (full rate) and with no input
 (idle rate).
 
-Every combination of `--models`, `--dtype` and `--progressive` is one explorer session; `--rounds`
+Every combination of `--models`, `--drag`, `--dtype` and `--progressive` is one explorer session; `--rounds`
 repeats them interleaved (so a change in the machine's load hits all alike) and one table reports
 medians over all rounds. `--before DIR` adds sessions of another checkout (e.g. `git archive main`
 unpacked in a folder) per model, interleaved too: before/after ratios from the same run.
 
-    python -m bench.explorer_latency [--models tiny,demo,paper256] [--res 64] [--dtype float32,bf16]
+    python -m bench.explorer_latency [--models tiny,demo,paper256] [--drag psi,pad] [--res 64] [--dtype float32,bf16]
         [--progressive off,on] [--before DIR] [--rounds 1] [--steps 20] [--fps 60]
 
 Models: `tiny` (random weights, --res), `demo` (assets/demo.sgxl), `paper256` (random weights, the
@@ -183,9 +183,10 @@ class Pointer:
 
 
 def session(repo: Path, ckpt: Path, display: str, app_args: list[str], steps: int, work: Path,
-            xserver_pid: int | None = None) -> dict:
-    """One explorer run on `ckpt` (from checkout `repo`): drag psi over `steps` new positions, back over
-    them (cached), then rest on a few new ones. Returns the raw samples (ms) and the UI frame rates."""
+            xserver_pid: int | None = None, widget: str = "psi") -> dict:
+    """One explorer run on `ckpt` (from checkout `repo`): drag `widget` (the psi slider, or the seed pad) over
+    `steps` new positions, back over them (cached), then rest on a few new ones. Returns the raw samples (ms) and
+    the UI frame rates."""
     state = work / "state.json"
     state.unlink(missing_ok=True)
     env = dict(os.environ, DISPLAY=display, PYTHONPATH=str(repo))
@@ -219,11 +220,14 @@ def session(repo: Path, ckpt: Path, display: str, app_args: list[str], steps: in
         s1 = read_state(state)
         idle_fps = (s1["ui_frames"] - s0["ui_frames"]) / (s1["time"] - s0["time"])
 
-        r = st["rects"]["psi_slider"]
-        y = int(r["y"] + r["h"] / 2)
-        x_start = int(r["x"] + 8)
-        span = r["frame_w"] - 16
         n = steps + 5
+        if widget == "psi":  # across the slider
+            r, key = st["rects"]["psi_slider"], "psi"
+            x_start, span = int(r["x"] + 8), r["frame_w"] - 16
+        else:  # the seed pad: right from its centre, 3 px (0.06 of a seed) a step
+            r, key = st["rects"]["pad"], "seeds"
+            x_start, span = int(r["x"] + r["w"] / 2), 3 * (n + 1)
+        y = int(r["y"] + r["h"] / 2)
         xs = [x_start + int(span * (i + 1) / (n + 1)) for i in range(n)]
         drag, rest = xs[:steps], xs[steps:]
         pointer.move(x_start, y)
@@ -238,10 +242,10 @@ def session(repo: Path, ckpt: Path, display: str, app_args: list[str], steps: in
         # Forward: every position is new (rendered: a preview when progressive). Backward: revisits (cached).
         for phase, positions in (("fresh", drag), ("cached", drag[-2::-1])):
             for x in positions:
-                before = read_state(state)["settings"]["psi"]
+                before = read_state(state)["settings"][key]
                 t0 = time.time()
                 pointer.move(x, y)
-                st = wait_state(state, lambda s, b=before, t=t0: s["settings"]["psi"] != b
+                st = wait_state(state, lambda s, b=before, t=t0: s["settings"][key] != b
                                 and s["displayed"] == s["settings"] and s["displayed_at"] >= t, timeout=120)
                 rows[phase].append((st["displayed_at"] - t0) * 1000)
                 if phase == "fresh":
@@ -269,10 +273,10 @@ def session(repo: Path, ckpt: Path, display: str, app_args: list[str], steps: in
         xserver_cpu_ms = (x1 - x0) * 1000 / frames  # what the X server spends per UI frame (Xvfb: the copy)
         # Rest on new positions (mouse still held): the time until the exact frame is on screen.
         for x in rest:
-            before = read_state(state)["settings"]["psi"]
+            before = read_state(state)["settings"][key]
             t0 = time.time()
             pointer.move(x, y)
-            st = wait_state(state, lambda s, b=before, t=t0: s["settings"]["psi"] != b and exact(s)
+            st = wait_state(state, lambda s, b=before, t=t0: s["settings"][key] != b and exact(s)
                             and s["displayed_at"] >= t, timeout=120)
             rows["exact_at_rest"].append((st["displayed_at"] - t0) * 1000)
             rows["render"].append(st["last_latency_parts"]["render_ms"])  # the worker's time for the exact frame
@@ -312,6 +316,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--fps", type=int, default=60, help="the explorer's frame cap (default 60, as shipped)")
     p.add_argument("--threads", type=int, help="the explorer's torch threads (default: its own choice)")
+    p.add_argument("--drag", default="psi", help="what to drag: psi (the slider), pad (the seed pad) or both: "
+                   "psi,pad (default psi)")
     a = p.parse_args(argv)
     for tool in ("Xvfb", "xdotool"):
         if shutil.which(tool) is None:
@@ -319,8 +325,11 @@ def main(argv: list[str] | None = None) -> int:
             return 0
     dtypes = [d.strip() for d in a.dtype.split(",")]
     progressive = [v.strip() for v in a.progressive.split(",")]
+    widgets = [w.strip() for w in a.drag.split(",")]
     if not set(dtypes) <= {"float32", "bf16"} or not set(progressive) <= {"on", "off"}:
         p.error("--dtype takes float32 and/or bf16, --progressive on and/or off")
+    if not set(widgets) <= {"psi", "pad"}:
+        p.error("--drag takes psi and/or pad")
     base = ["--fps", str(a.fps), *(["--threads", str(a.threads)] if a.threads else [])]
     work = Path(tempfile.mkdtemp(prefix="sgxl-latency-"))
     models = [a.ckpt] if a.ckpt else [m.strip() for m in a.models.split(",")]
@@ -335,20 +344,21 @@ def main(argv: list[str] | None = None) -> int:
                 args += ["--no-progressive"] if pr == "off" else []
                 configs.append((f"{d}, progressive {pr}", m, REPO, args))
     xvfb, display = start_xvfb()
-    results: dict[tuple[str, str], list[dict]] = {}
+    results: dict[tuple[str, str, str], list[dict]] = {}
     try:
         for _ in range(a.rounds):
-            for label, m, repo, args in configs:
-                results.setdefault((m, label), []).append(session(repo, ckpts[m], display, args, a.steps, work,
-                                                                     xvfb.pid))
+            for widget in widgets:
+                for label, m, repo, args in configs:
+                    results.setdefault((m, widget, label), []).append(
+                        session(repo, ckpts[m], display, args, a.steps, work, xvfb.pid, widget))
     finally:
         xvfb.terminate()
         shutil.rmtree(work, ignore_errors=True)
 
     table, raw = [], []
-    for (m, label), runs in results.items():
+    for (m, widget, label), runs in results.items():
         samples = {k: [x for r in runs for x in r["samples"][k]] for k in METRICS}
-        row = {"model": Path(m).name, "config": label}
+        row = {"model": Path(m).name, "drag": widget, "config": label}
         for k in METRICS:
             row[k] = round(statistics.median(samples[k]), 1) if samples[k] else ""
         row["fps_drag"] = round(statistics.median(r["ui_fps_dragging"] for r in runs), 1)
@@ -363,7 +373,7 @@ def main(argv: list[str] | None = None) -> int:
             counts = [r[key] for r in runs if r.get(key, "") != ""]
             row[key] = round(statistics.median(counts)) if counts else ""
         table.append(row)
-        raw.append({"model": m, "config": label, "runs": runs,
+        raw.append({"model": m, "drag": widget, "config": label, "runs": runs,
                     "median_ms": {k: row[k] for k in METRICS}, "p95_ms": {
                         k: round(percentile(samples[k], 0.95), 1) for k in METRICS if samples[k]}})
     inputs = sorted({r["input"] for runs in results.values() for r in runs})
@@ -381,9 +391,8 @@ def main(argv: list[str] | None = None) -> int:
     print("  ui_cpu_ms / gl_cpu_ms / x_cpu_ms: CPU per UI frame while dragging of the UI thread / Mesa's llvmpipe "
           "threads / the X server; render_cpu: cores the renderer's threads kept busy meanwhile - all from /proc, "
           "robust to other processes' load")
-    print_table(table, ["model", "config", *METRICS, "fps_drag", "fps_idle", "ui_frame_ms", "input_wakes", "latched",
-                        "latch_misses", "ui_cpu_ms",
-                        "gl_cpu_ms", "x_cpu_ms", "render_cpu"])
+    print_table(table, ["model", "drag", "config", *METRICS, "fps_drag", "fps_idle", "ui_frame_ms", "input_wakes",
+                        "latched", "latch_misses", "ui_cpu_ms", "gl_cpu_ms", "x_cpu_ms", "render_cpu"])
     path = write_json("explorer_latency", {
         "env": environment(), "fps_cap": a.fps, "threads": a.threads, "steps": a.steps, "rounds": a.rounds,
         "load_average_1min": os.getloadavg()[0], "cpu_count": os.cpu_count(), "input": inputs, "table": table,
