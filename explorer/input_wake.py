@@ -67,8 +67,9 @@ def _query_pointer(x11: ctypes.CDLL, dpy: int, root: int) -> tuple[int, int, int
 class PointerQuery:
     """Where the pointer is now, asked of the X server on a connection of its own, for the thread that made it
     (an Xlib connection is not shared between threads: the watcher's belongs to its thread). The UI loop asks
-    right before a frame while a slider is dragged (explorer.slider_latch): a round trip of ~0.1 ms, and, unlike
-    the watcher's last report, never behind because the watcher waited for Python's interpreter lock."""
+    right before a frame while a slider, the seed pad or the view's pan is dragged (`Explorer.pointer_pos`): a
+    round trip of ~0.1 ms, and, unlike the watcher's last report, never behind because the watcher waited for
+    Python's interpreter lock."""
 
     def __init__(self, x11: ctypes.CDLL, dpy: int) -> None:
         self._x11, self._dpy = x11, dpy

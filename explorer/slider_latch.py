@@ -18,7 +18,6 @@ here) turn latching off for the session.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -187,7 +186,7 @@ class SliderLatch:
             return False
         value = drag.geometry.value_at(pointer_x, drag.offset)
         current = dpg.get_value(drag.tag)
-        if current is None or math.isclose(value, current, rel_tol=0, abs_tol=0):
+        if current is None or value == current:
             return False
         drag.predicted = value
         self._apply(drag.tag, value)
