@@ -10,6 +10,9 @@ sent from this process (XTest; xdotool where libXtst cannot be loaded). For ever
 - in app: the app's own request -> on-screen time for that frame;
 - render: the worker's render time.
 
+Before each session the same checkout renders the same model with no UI (`render_alone`: `Renderer.render_sync`,
+the app's thread count), so the app's exact render can be quoted against the machine's speed in the same run.
+
 Then it moves back over positions already visited (frames come from the cache) and measures the
 same, and finally steps to a few new positions and rests on each: the time to the *exact* frame
 (with progressive refinement the first frame of a move is a preview; the exact one follows at rest).
@@ -88,7 +91,8 @@ def summarize(name: str, xs: list[float]) -> dict:
 
 PAPER_WIDTH = 1 / 32  # of the paper's channel_base 65536 / channel_max 1024
 PREVIEW_READY = ("ready", "no gain", "unsupported", "unavailable", "off")  # the bf16 plan is settled
-METRICS = ("render", "preview", "preview_cpu", "queue", "fresh", "fresh_in_app", "cached", "exact_at_rest", "to_screen")
+METRICS = ("render", "exact_cpu", "preview", "preview_cpu", "queue", "fresh", "fresh_in_app", "cached", "exact_at_rest",
+           "to_screen")
 
 
 def paper_structure_config(resolution: int = 256, width: float = PAPER_WIDTH, c_dim: int = 10) -> GeneratorConfig:
@@ -182,6 +186,33 @@ class Pointer:
             self.dpy = None
 
 
+# The exact render with no UI, in the same checkout and on the same thread count as the app, measured in the same
+# run as the app's sessions: the baseline the app's own `render` is quoted against (this VM's speed drifts by 20%
+# and more within an hour, so an absolute figure alone says little about the app).
+RENDER_ALONE = """
+import statistics, sys, time, torch
+from explorer.renderer import Renderer, RenderSettings
+ckpt, threads, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+torch.set_num_threads(threads)
+renderer = Renderer(device="cpu", threaded=False)
+renderer.load(ckpt)
+times = []
+for seed in range(n + 3):
+    t0 = time.perf_counter()
+    renderer.render_sync(RenderSettings.single(seed, 0, psi=0.7))
+    times.append(time.perf_counter() - t0)
+print(statistics.median(times[3:]) * 1000)
+"""
+
+
+def render_alone_ms(repo: Path, ckpt: Path, threads: int, renders: int = 20) -> float:
+    """Median wall time of `Renderer.render_sync` (the exact frame, no UI, no worker thread) in checkout `repo`."""
+    env = dict(os.environ, PYTHONPATH=str(repo))
+    out = subprocess.run([sys.executable, "-c", RENDER_ALONE, str(ckpt), str(threads), str(renders)], cwd=repo,
+                         env=env, capture_output=True, text=True, check=True)
+    return float(out.stdout.strip().splitlines()[-1])
+
+
 def session(repo: Path, ckpt: Path, display: str, app_args: list[str], steps: int, work: Path,
             xserver_pid: int | None = None, widget: str = "psi") -> dict:
     """One explorer run on `ckpt` (from checkout `repo`): drag `widget` (the psi slider, or the seed pad) over
@@ -189,6 +220,9 @@ def session(repo: Path, ckpt: Path, display: str, app_args: list[str], steps: in
     the UI frame rates."""
     state = work / "state.json"
     state.unlink(missing_ok=True)
+    threads = int(app_args[app_args.index("--threads") + 1]) if "--threads" in app_args else \
+        max(1, min(torch.get_num_threads(), (os.cpu_count() or 2) - 1))  # the app's own choice (explorer/app.py)
+    alone_ms = render_alone_ms(repo, ckpt, threads)
     env = dict(os.environ, DISPLAY=display, PYTHONPATH=str(repo))
     env.pop("WAYLAND_DISPLAY", None)
     log_path = work / "explorer.log"
@@ -252,6 +286,8 @@ def session(repo: Path, ckpt: Path, display: str, app_args: list[str], steps: in
                     parts = st["last_latency_parts"]
                     rows["fresh_in_app"].append(st["last_latency_ms"])
                     rows["preview" if st.get("displayed_preview") else "render"].append(parts["render_ms"])
+                    if not st.get("displayed_preview") and "render_cpu_ms" in parts:
+                        rows["exact_cpu"].append(parts["render_cpu_ms"])
                     rows["to_screen"].append(parts["to_screen_ms"])
                     rows["queue"].append(parts["queue_ms"])
                     if st.get("displayed_preview") and "render_cpu_ms" in parts:  # (older checkouts lack it)
@@ -279,7 +315,10 @@ def session(repo: Path, ckpt: Path, display: str, app_args: list[str], steps: in
             st = wait_state(state, lambda s, b=before, t=t0: s["settings"][key] != b and exact(s)
                             and s["displayed_at"] >= t, timeout=120)
             rows["exact_at_rest"].append((st["displayed_at"] - t0) * 1000)
-            rows["render"].append(st["last_latency_parts"]["render_ms"])  # the worker's time for the exact frame
+            parts = st["last_latency_parts"]
+            rows["render"].append(parts["render_ms"])  # the worker's time for the exact frame
+            if "render_cpu_ms" in parts:  # (older checkouts lack it)
+                rows["exact_cpu"].append(parts["render_cpu_ms"])  # ... and its CPU time
         pointer.button(False)
         plan = (read_state(state) or {}).get("preview", {})
     finally:
@@ -289,7 +328,8 @@ def session(repo: Path, ckpt: Path, display: str, app_args: list[str], steps: in
             app.wait(timeout=10)
         except subprocess.TimeoutExpired:
             app.kill()
-    return {"samples": rows, "ui_fps_dragging": drag_fps, "ui_fps_idle": idle_fps, "preview": plan,
+    return {"samples": rows, "render_alone_ms": alone_ms, "ui_fps_dragging": drag_fps, "ui_fps_idle": idle_fps,
+            "preview": plan,
             "ui_cpu_ms_per_frame": ui_cpu_ms, "gl_cpu_ms_per_frame": gl_cpu_ms,
             "other_threads_cpu_share": worker_cpu_share, "input": pointer.how,
             "xserver_cpu_ms_per_frame": xserver_cpu_ms, "ui_frame_ms": ui_frame_ms,
@@ -361,6 +401,7 @@ def main(argv: list[str] | None = None) -> int:
         row = {"model": Path(m).name, "drag": widget, "config": label}
         for k in METRICS:
             row[k] = round(statistics.median(samples[k]), 1) if samples[k] else ""
+        row["render_alone"] = round(statistics.median(r["render_alone_ms"] for r in runs), 1)
         row["fps_drag"] = round(statistics.median(r["ui_fps_dragging"] for r in runs), 1)
         row["ui_cpu_ms"] = round(statistics.median(r["ui_cpu_ms_per_frame"] for r in runs), 2)
         row["gl_cpu_ms"] = round(statistics.median(r["gl_cpu_ms_per_frame"] for r in runs), 2)
@@ -380,10 +421,12 @@ def main(argv: list[str] | None = None) -> int:
     print(f"explorer latency (medians, ms): {a.rounds} round(s), {a.steps} steps, fps cap {a.fps}, "
           f"{environment()['device']}, torch {torch.__version__}, load average {os.getloadavg()[0]:.2f}, "
           f"pointer events by {'/'.join(inputs)}")
-    print("  render/preview: the worker's time for an exact / preview frame (queue: request -> the worker starts "
-          "it); fresh: slider move -> new frame "
+    print("  render/preview: the worker's time for an exact / preview frame (exact_cpu / preview_cpu: its CPU time; "
+          "queue: request -> the worker starts it); fresh: slider move -> new frame "
           "on screen (end to end; fresh_in_app: from the app's request); cached: back over visited positions; "
           "exact_at_rest: move and rest -> the exact frame on screen")
+    print("  render_alone: the same checkout's exact render with no UI (Renderer.render_sync, the app's thread count), "
+          "measured before each session: the baseline for render")
     print("  ui_frame_ms: one UI frame's work (no sleep) while scrubbing; a cached frame needs one after the input "
           "arrives when the app latches the slider's value before the frame that reads it (latched: such frames per "
           "session, latch_misses: predictions the slider did not take), two otherwise; plus the wait for the first "
@@ -391,8 +434,8 @@ def main(argv: list[str] | None = None) -> int:
     print("  ui_cpu_ms / gl_cpu_ms / x_cpu_ms: CPU per UI frame while dragging of the UI thread / Mesa's llvmpipe "
           "threads / the X server; render_cpu: cores the renderer's threads kept busy meanwhile - all from /proc, "
           "robust to other processes' load")
-    print_table(table, ["model", "drag", "config", *METRICS, "fps_drag", "fps_idle", "ui_frame_ms", "input_wakes",
-                        "latched", "latch_misses", "ui_cpu_ms", "gl_cpu_ms", "x_cpu_ms", "render_cpu"])
+    print_table(table, ["model", "drag", "config", "render_alone", *METRICS, "fps_drag", "fps_idle", "ui_frame_ms",
+                        "input_wakes", "latched", "latch_misses", "ui_cpu_ms", "gl_cpu_ms", "x_cpu_ms", "render_cpu"])
     path = write_json("explorer_latency", {
         "env": environment(), "fps_cap": a.fps, "threads": a.threads, "steps": a.steps, "rounds": a.rounds,
         "load_average_1min": os.getloadavg()[0], "cpu_count": os.cpu_count(), "input": inputs, "table": table,
