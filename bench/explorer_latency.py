@@ -213,6 +213,20 @@ def render_alone_ms(repo: Path, ckpt: Path, threads: int, renders: int = 20) -> 
     return float(out.stdout.strip().splitlines()[-1])
 
 
+def prebuild_compiled(ckpt: Path) -> None:
+    """Build the compiled synthesis of `ckpt` (core.networks.aot) unless this machine has it: sessions then measure
+    the explorer as it runs from the second opening of a checkpoint on, not while its background build runs."""
+    from core.networks import aot
+
+    if aot.compiler() is None or aot.package_path(ckpt).exists():
+        return
+    print(f"building the compiled synthesis of {ckpt.name} (once per checkpoint and machine) ...", flush=True)
+    done = subprocess.run([sys.executable, "-m", "core.networks.aot", "--ckpt", str(ckpt)], cwd=REPO,
+                          env=dict(os.environ, PYTHONPATH=str(REPO)), capture_output=True, text=True)
+    if done.returncode != 0:  # e.g. a StyleGAN2 checkpoint: its sessions show the state the app reports
+        print(f"  not built: {(done.stderr.strip().splitlines() or ['?'])[-1]}")
+
+
 def session(repo: Path, ckpt: Path, display: str, app_args: list[str], steps: int, work: Path,
             xserver_pid: int | None = None, widget: str = "psi") -> dict:
     """One explorer run on `ckpt` (from checkout `repo`): drag `widget` (the psi slider, or the seed pad) over
@@ -335,7 +349,8 @@ def session(repo: Path, ckpt: Path, display: str, app_args: list[str], steps: in
             "xserver_cpu_ms_per_frame": xserver_cpu_ms, "ui_frame_ms": ui_frame_ms,
             "input_wakes": s_end.get("input_wake", {}).get("wakes", 0),  # (older checkouts: no watcher)
             "latched": s_end.get("slider_latch", {}).get("latched", ""),  # (older checkouts: no latching)
-            "latch_misses": s_end.get("slider_latch", {}).get("misses", "")}
+            "latch_misses": s_end.get("slider_latch", {}).get("misses", ""),
+            "compiled": s_end.get("compiled", {}).get("state", "-")}  # (older checkouts: none)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -351,6 +366,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--dtype", default="bf16", help="float32, bf16 (previews, where the CPU has it) or both: "
                    "float32,bf16 (default bf16, as shipped)")
     p.add_argument("--progressive", default="on", help="on, off or both: off,on (default on, as shipped)")
+    p.add_argument("--compiled", default="auto", help="exact CPU frames from the compiled synthesis: auto, off or "
+                   "both: off,auto (default auto, as shipped; the package is built before the sessions)")
     p.add_argument("--before", help="also run this (older) checkout's explorer per model, interleaved")
     p.add_argument("--rounds", type=int, default=1, help="interleaved repetitions of every session")
     p.add_argument("--steps", type=int, default=20)
@@ -366,6 +383,9 @@ def main(argv: list[str] | None = None) -> int:
     dtypes = [d.strip() for d in a.dtype.split(",")]
     progressive = [v.strip() for v in a.progressive.split(",")]
     widgets = [w.strip() for w in a.drag.split(",")]
+    compiled = [c.strip() for c in a.compiled.split(",")]
+    if not set(compiled) <= {"auto", "off"}:
+        p.error("--compiled takes auto and/or off")
     if not set(dtypes) <= {"float32", "bf16"} or not set(progressive) <= {"on", "off"}:
         p.error("--dtype takes float32 and/or bf16, --progressive on and/or off")
     if not set(widgets) <= {"psi", "pad"}:
@@ -380,9 +400,14 @@ def main(argv: list[str] | None = None) -> int:
             configs.append(("before", m, Path(a.before).resolve(), base))
         for d in dtypes:
             for pr in progressive:
-                args = [*base, "--bf16", "auto" if d == "bf16" else "off"]
-                args += ["--no-progressive"] if pr == "off" else []
-                configs.append((f"{d}, progressive {pr}", m, REPO, args))
+                for c in compiled:
+                    args = [*base, "--bf16", "auto" if d == "bf16" else "off", "--compiled", c]
+                    args += ["--no-progressive"] if pr == "off" else []
+                    label = f"{d}, progressive {pr}" + (", compiled off" if c == "off" else "")
+                    configs.append((label, m, REPO, args))
+    if "auto" in compiled:
+        for m in models:
+            prebuild_compiled(ckpts[m])
     xvfb, display = start_xvfb()
     results: dict[tuple[str, str, str], list[dict]] = {}
     try:
@@ -413,6 +438,7 @@ def main(argv: list[str] | None = None) -> int:
         for key in ("latched", "latch_misses"):  # per session, over the whole drag
             counts = [r[key] for r in runs if r.get(key, "") != ""]
             row[key] = round(statistics.median(counts)) if counts else ""
+        row["compiled"] = "/".join(sorted({r.get("compiled", "-") for r in runs}))
         table.append(row)
         raw.append({"model": m, "drag": widget, "config": label, "runs": runs,
                     "median_ms": {k: row[k] for k in METRICS}, "p95_ms": {
@@ -435,7 +461,8 @@ def main(argv: list[str] | None = None) -> int:
           "threads / the X server; render_cpu: cores the renderer's threads kept busy meanwhile - all from /proc, "
           "robust to other processes' load")
     print_table(table, ["model", "drag", "config", "render_alone", *METRICS, "fps_drag", "fps_idle", "ui_frame_ms",
-                        "input_wakes", "latched", "latch_misses", "ui_cpu_ms", "gl_cpu_ms", "x_cpu_ms", "render_cpu"])
+                        "input_wakes", "latched", "latch_misses", "compiled", "ui_cpu_ms", "gl_cpu_ms", "x_cpu_ms",
+                        "render_cpu"])
     path = write_json("explorer_latency", {
         "env": environment(), "fps_cap": a.fps, "threads": a.threads, "steps": a.steps, "rounds": a.rounds,
         "load_average_1min": os.getloadavg()[0], "cpu_count": os.cpu_count(), "input": inputs, "table": table,

@@ -106,7 +106,7 @@ class Explorer:
     def __init__(self, device: str = "auto", fps_cap: int = 60, test_state_file: str | Path | None = None,
                  recent_file: Path | None = None, threaded: bool = True, torch_threads: int | None = None,
                  frame_path: str = "auto", test_texture_file: str | Path | None = None, bf16: str = "auto",
-                 plain_preview: bool = True, progressive: bool = True) -> None:
+                 plain_preview: bool = True, progressive: bool = True, compiled: str | None = None) -> None:
         self.device = resolve_device(device)
         # torch_threads: None = all cores but one (CPU), 0 = leave torch's setting alone, n = use n.
         if torch_threads is None and self.device == "cpu":
@@ -116,8 +116,10 @@ class Explorer:
             torch_threads = max(1, min(torch.get_num_threads(), (os.cpu_count() or 2) - 1))
         if torch_threads:
             torch.set_num_threads(torch_threads)
+        # compiled None: SGXL_COMPILED (the test suite sets off: a build takes 15-30 s of CPU), else auto.
+        compiled = compiled or os.environ.get("SGXL_COMPILED", "auto")
         self.renderer = Renderer(self.device, threaded=threaded, bf16=bf16, plain_preview=plain_preview,
-                                 progressive=progressive)
+                                 progressive=progressive, compiled=compiled if compiled in ("auto", "off") else "auto")
         self._wake = threading.Event()  # set when the renderer has a new frame: the UI loop draws it at once
         self.renderer.on_frame = self._wake.set
         # Pointer input wakes the loop too (explorer.input_wake), but only the first input after a UI frame that
@@ -676,6 +678,8 @@ class Explorer:
             "settings": None if self.current_settings is None else self.current_settings.to_dict(),
             "displayed": None if self.frame is None else self.frame.settings.to_dict(),
             "displayed_preview": self.frame is not None and self.frame.preview,
+            "displayed_compiled": self.frame is not None and self.frame.compiled,
+            "compiled": {"state": self.renderer.compiled.state, "frames": self.renderer.stats["compiled"]},
             "mouse_held": self.mouse_held,  # as the app saw it after the last frame (tests wait on these in drags)
             "mouse_pos": list(self._mouse or (0, 0)),
             "image_shape": list(self.view.shape or (0, 0)),
@@ -809,7 +813,7 @@ def run_app(ckpt_path: str | None, device: str = "auto", fps: int = 60, test_sta
             width: int = 1600, height: int = 1000, exit_after: float | None = None,
             recent_file: str | None = None, torch_threads: int | None = None, frame_path: str = "auto",
             test_texture_file: str | None = None, bf16: str = "auto", plain_preview: bool = True,
-            progressive: bool = True) -> int:
+            progressive: bool = True, compiled: str | None = None) -> int:
     problem = display_problem()
     if problem is not None:
         print(f"{NO_DISPLAY_HINT} [{problem}]", file=sys.stderr)
@@ -818,7 +822,7 @@ def run_app(ckpt_path: str | None, device: str = "auto", fps: int = 60, test_sta
         app = Explorer(device=device, fps_cap=fps, test_state_file=test_state_file,
                        recent_file=Path(recent_file) if recent_file else None, torch_threads=torch_threads,
                        frame_path=frame_path, test_texture_file=test_texture_file, bf16=bf16,
-                       plain_preview=plain_preview, progressive=progressive)
+                       plain_preview=plain_preview, progressive=progressive, compiled=compiled)
     except SGXLError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -853,10 +857,13 @@ def _cli(argv: Sequence[str] | None = None) -> int:
                    help="previews keep the last stage's anti-aliasing filters (default: skipped where faster)")
     p.add_argument("--no-progressive", action="store_true",
                    help="render every frame exactly, also while dragging (no previews)")
+    p.add_argument("--compiled", choices=("auto", "off"), default=None,
+                   help="exact CPU frames from the synthesis compiled ahead of time, built once per checkpoint in the "
+                        "background (needs a C++ compiler; default auto, or $SGXL_COMPILED)")
     a = p.parse_args(argv)
     return run_app(a.ckpt or a.ckpt_pos, a.device, a.fps, a.test_state_file, a.width, a.height, a.exit_after,
                    a.recent_file, a.threads, a.frame_path, a.test_texture_file, a.bf16, not a.no_plain_preview,
-                   not a.no_progressive)
+                   not a.no_progressive, a.compiled)
 
 
 if __name__ == "__main__":

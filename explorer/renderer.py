@@ -18,6 +18,10 @@ the input stops is always the exact one. Until a new frame is ready the previous
 Frames reach the UI as uint8 RGBA [H, W, 4] numpy arrays (alpha 255): the format both of the UI's
 upload paths take (an OpenGL texture, or Dear PyGui's raw texture after one conversion).
 
+Exact CPU frames of the interactive path (requests, `render_frame`) come from the synthesis network compiled ahead
+of time (`explorer.compiled`, `core.networks.aot`) once this checkpoint's package is built; equal to the eager
+network up to float rounding. Previews, layer views and `render_sync` always run eagerly.
+
 `Renderer.render_sync(settings)` is the headless API: for a plain seed/class/psi it runs exactly
 `core.sampling.ws_from_seeds` + `G.synthesis` + `core.sampling.to_uint8`, i.e. the image that
 `sgxl generate` writes for the same settings.
@@ -40,6 +44,7 @@ from core.errors import SGXLError, UserInputError
 from core.networks import precision
 from core.networks.traits import NOISE_MODES, GeneratorTraits
 from core.sampling import input_transform, style_mix, to_uint8, truncate, ws_from_seeds, z_from_seed
+from explorer.compiled import CompiledSynthesis
 
 MAX_SEED = 2**32 - 1  # np.random.RandomState accepts 0 .. 2**32 - 1
 LAYER_VIEWS = ("channels", "fft")
@@ -193,6 +198,7 @@ class Frame:
     # (with one torch thread all of the render runs on the worker thread; with more this undercounts)
     render_cpu_ms: float = 0.0
     preview: bool = False  # a preview (bf16, no last-stage anti-aliasing) while the input moves; exact follows
+    compiled: bool = False  # exact, from the ahead-of-time compiled synthesis (explorer.compiled)
     requested_at: float = 0.0  # time.perf_counter() when the UI asked for it
     started_at: float = 0.0  # ... when the worker started on it (requested_at for cache hits)
     finished_at: float = 0.0  # ... when it was ready for the UI
@@ -276,9 +282,13 @@ class Renderer:
 
     def __init__(self, device: str = "cpu", cache_mb: int = 256, thumb_size: int = 64,
                  threaded: bool = True, bf16: str = "off", plain_preview: bool = False, progressive: bool = True,
-                 rest_s: float = REST_S) -> None:
+                 rest_s: float = REST_S, compiled: str = "off") -> None:
         if bf16 not in ("auto", "off"):
             raise ValueError(f"bf16 must be 'auto' or 'off', not {bf16!r}")
+        if compiled not in ("auto", "off"):
+            raise ValueError(f"compiled must be 'auto' or 'off', not {compiled!r}")
+        # Exact CPU frames of the interactive path from the ahead-of-time compiled synthesis, once built.
+        self.compiled = CompiledSynthesis(compiled == "auto")
         self.device = resolve_device(device)
         self.cache_bytes = cache_mb << 20
         self.thumb_size = thumb_size
@@ -304,7 +314,7 @@ class Renderer:
         self._events: list[tuple[str, object]] = []
         self._latents: dict[str, Latent] = {}
         self.stats = {"renders": 0, "previews": 0, "cache_hits": 0, "dropped": 0, "stale": 0, "interrupted": 0,
-                      "last_render_ms": 0.0, "last_preview_ms": 0.0}
+                      "compiled": 0, "last_render_ms": 0.0, "last_preview_ms": 0.0}
         self.on_frame: Callable[[], None] | None = None  # called (worker thread) when a frame is ready
         self._stop = False
         self._working: str | None = None  # kind of the job the worker is on ...
@@ -369,7 +379,9 @@ class Renderer:
             self._plan, self._plan_state = None, "waiting"
             self._pending.pop("frame", None)
             self._pending.pop("thumbs", None)
+            generation = self._generation
             self._lock.notify_all()
+        self.compiled.start(G, path, dev, generation)
         return info
 
     def _remove_hooks(self) -> None:
@@ -635,6 +647,7 @@ class Renderer:
         return True
 
     def close(self) -> None:
+        self.compiled.stop()
         with self._lock:
             self._stop = True
             self._remove_hooks()
@@ -785,21 +798,27 @@ class Renderer:
             self.stats["cache_hits"] += 1
             return replace(hit, generation=generation, cached=True, requested_at=requested_at, started_at=t0,
                            finished_at=t0)
+        compiled = self.compiled.run_for(generation) if plan is None and not settings.layer else None
         with torch.no_grad(), precision.running(plan):
-            img = self._render_tensor(model.G, settings)  # [1, 3, H, W] on the model's device
+            img = self._render_tensor(model.G, settings, compiled)  # [1, 3, H, W] on the model's device
             offset = model.G.traits.uint8_offset if not settings.layer else 127.5  # the family's official rounding
         rgba, device_rgba = self._to_host_rgba(img, offset)
         ms = (time.perf_counter() - t0) * 1000
         frame = Frame(settings=settings, generation=generation, rgba=rgba, render_ms=ms,
                       render_cpu_ms=(time.thread_time() - cpu0) * 1000, preview=plan is not None,
+                      compiled=compiled is not None,
                       requested_at=requested_at, started_at=t0, finished_at=time.perf_counter(),
                       device_rgba=device_rgba)
         self.stats["previews" if frame.preview else "renders"] += 1
+        self.stats["compiled"] += frame.compiled
         self.stats["last_preview_ms" if frame.preview else "last_render_ms"] = ms
         self._cache_put(model.info.key, settings, frame)
         return frame
 
-    def _render_tensor(self, G: torch.nn.Module, s: RenderSettings) -> torch.Tensor:
+    def _render_tensor(self, G: torch.nn.Module, s: RenderSettings,
+                       compiled: Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor] | None = None
+                       ) -> torch.Tensor:
+        """[1, 3, H, W] (or a layer's image); `compiled`: the compiled synthesis to run instead of G.synthesis."""
         dev = next(G.parameters()).device
         _validate(G, s)
         ws = self._base_ws(G, s, s.classes, dev)  # [1, num_ws, w_dim]
@@ -809,6 +828,8 @@ class Renderer:
         transform = input_transform(s.translate, s.rotate)
         noise = {"noise_mode": s.noise_mode, "noise_seed": s.noise_seed}
         if not s.layer:
+            if compiled is not None:
+                return compiled(ws, transform)
             return G.synthesis(ws, transform=transform, **noise)  # [1, 3, H, W]
         for name, x in G.synthesis.iter_layers(ws, transform, **noise):
             if name == s.layer:

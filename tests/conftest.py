@@ -14,6 +14,10 @@ import torch
 if not torch.cuda.is_available() and "triton.language" not in sys.modules:
     os.environ.setdefault("TRITON_INTERPRET", "1")
 
+# The explorer builds a compiled synthesis in the background when it opens a checkpoint (15-30 s of CPU per
+# checkpoint, explorer/compiled.py): tests that do not test that start it with the eager renderer only.
+os.environ.setdefault("SGXL_COMPILED", "off")
+
 from core.networks.generator import Generator  # noqa: E402
 from tests.helpers import make_tiny_generator  # noqa: E402
 

@@ -138,11 +138,12 @@ class CapturePanel(Panel):
 
     def exact_image(self, frame: Frame) -> np.ndarray:
         """uint8 [H, W, 3] of the exact frame: a preview on screen (bf16 / no last-stage anti-aliasing, while the
-        input moves) is replaced by the exact frame of its settings - cached, or rendered now on this thread - so
-        a capture always equals what the copied `sgxl generate` line writes."""
-        if not frame.preview:
-            return frame.to_uint8()
-        return self.app.renderer.render_frame(frame.settings).to_uint8()
+        input moves) is replaced by the exact frame of its settings - cached, or rendered now on this thread - and
+        a frame of the compiled synthesis (equal up to float rounding: a pixel on a rounding boundary can differ by
+        one) by the eager render, so a capture always equals what the copied `sgxl generate` line writes."""
+        if frame.preview:
+            frame = self.app.renderer.render_frame(frame.settings)
+        return self.app.renderer.render_sync(frame.settings) if frame.compiled else frame.to_uint8()
 
     # ------------------------------------------------------------------ whole window
 

@@ -35,6 +35,16 @@ PATH_NOTES = {
 }
 
 
+def compiled_text(renderer) -> str:
+    """One line on the compiled synthesis (explorer.compiled) for the Performance panel."""
+    state, n = renderer.compiled.state, renderer.stats["compiled"]
+    if state == "ready":
+        return f"compiled synthesis (AOTInductor; {n} so far)"
+    if state == "building":
+        return "eager; compiling the synthesis in the background (once per checkpoint)"
+    return f"eager (compiled synthesis: {state})"
+
+
 class PerfPanel(Panel):
     key = "perf"
     title = "Performance"
@@ -113,6 +123,7 @@ class PerfPanel(Panel):
             "rss_mb": process_memory_mb(),
             "cache": r.cache_info(),
             "renders": r.stats["renders"], "cache_hits": r.stats["cache_hits"], "dropped": r.stats["dropped"],
+            "compiled": {"state": r.compiled.state, "frames": r.stats["compiled"]},
         }
         if r.device == "cuda":
             out["cuda_mb"] = torch.cuda.memory_allocated() / 2**20
@@ -134,6 +145,7 @@ class PerfPanel(Panel):
                  f"input wake: XInput 2 raw events, {self.app.input_wakes} wakes" if self.app.input_wake_note == ""
                  else f"input wake off ({self.app.input_wake_note}): input waits for the next UI frame",
                  latch_text(self.app.slider_latch, self.app.pointer_query_on),
+                 f"exact frames: {compiled_text(self.app.renderer)}",
                  f"device {s['device']}, torch threads {torch.get_num_threads()}",
                  f"memory {s['rss_mb']:.0f} MB" + (f", CUDA {s['cuda_mb']:.0f} MB" if "cuda_mb" in s else ""),
                  f"cache {s['cache']['entries']} frames / {s['cache']['mb']:.2f} MB, hits {s['cache_hits']}, "
