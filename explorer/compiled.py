@@ -23,10 +23,6 @@ from core.networks import aot
 REPO_ROOT = Path(aot.__file__).resolve().parents[2]  # so the build process imports this very `core`
 
 
-def _lowest_priority() -> None:  # runs in the build process before it starts (POSIX)
-    os.nice(19)
-
-
 def check_against_eager(run: Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor], G: torch.nn.Module,
                         tolerance: float = 1e-3) -> None:
     """One frame both ways (random ws, fixed seed): a package that computes something else is refused."""
@@ -91,9 +87,11 @@ class CompiledSynthesis:
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO_ROOT),
                                                                           os.environ.get("PYTHONPATH")])))
         with open(log_path, "w") as log:
+            # The build lowers its own priority (a preexec_fn would run between fork and exec of this
+            # multi-threaded process, which Python warns can deadlock).
             proc = subprocess.Popen([sys.executable, "-m", "core.networks.aot", "--ckpt", str(ckpt_path),
-                                     "--out", str(package)], stdout=log, stderr=subprocess.STDOUT, env=env,
-                                    preexec_fn=_lowest_priority if os.name == "posix" else None)
+                                     "--out", str(package), "--low-priority"], stdout=log,
+                                    stderr=subprocess.STDOUT, env=env)
         with self._lock:
             self._proc, self.state = proc, "building"
         threading.Thread(target=self._await_build, args=(proc, package, log_path, G, generation),

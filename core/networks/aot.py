@@ -11,7 +11,8 @@ The package computes the same function as the eager network up to float rounding
 order: largest difference 4e-6 on outputs in [-1, 1]; a uint8 pixel can differ by one where it lies on a rounding
 boundary). It is built for one batch size (1), float32, CPU, and for the StyleGAN-XL / StyleGAN3 synthesis only;
 everything else keeps running eagerly. Building needs a C++ compiler (`g++`, or `$CXX`); loading a built package
-does not. Packages are cached per checkpoint file (path, size, modification time), torch version and CPU in
+does not. A package holds code only (2 MB for the demo): it runs on the weights of the network it is loaded for.
+Packages are cached per checkpoint file (path, size, modification time), torch version and CPU in
 `$XDG_CACHE_HOME/sgxl/aot` (default `~/.cache/sgxl/aot`).
 
     python -m core.networks.aot --ckpt CKPT [--out PACKAGE]   # build (the explorer runs this in the background)
@@ -108,7 +109,10 @@ def build(G: torch.nn.Module, out: str | Path, threads: int = 1) -> Path:
     try:
         with torch.no_grad():
             exported = torch.export.export(_SynthesisWithTransform(syn), (ws, transform))
-        aoti_compile_and_package(exported, package_path=tmp)
+        # No weights in the package: `load` hands it the network's own (a package stays small, even for a
+        # 1024x1024 model whose weights are hundreds of MB).
+        aoti_compile_and_package(exported, package_path=tmp,
+                                 inductor_configs={"aot_inductor.package_constants_in_so": False})
         os.replace(tmp, out)  # a reader never sees a half-written package
     finally:
         torch.set_num_threads(torch_threads)
@@ -157,7 +161,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", help="package path (default: the cache entry of this checkpoint)")
     p.add_argument("--threads", type=int, default=1,
                    help="CPU threads the package's own loops use (default 1, as the explorer renders on 2 cores)")
+    p.add_argument("--low-priority", action="store_true", help="run at the lowest CPU priority (the explorer's "
+                   "background build: the window and its renders keep the cores)")
     a = p.parse_args(argv)
+    if a.low_priority and hasattr(os, "nice"):
+        os.nice(19)
     from core.io.checkpoint import load_checkpoint
 
     try:
