@@ -70,12 +70,12 @@ def hold_renders(renderer: Renderer, monkeypatch, seeds: list[int] | None = None
     started, release = threading.Event(), threading.Event()
     real = renderer._render_tensor
 
-    def blocking(G, s):
+    def blocking(G, s, *args):
         if seeds is not None:
             seeds.append(s.seeds[0][0])
         started.set()
         release.wait(60)
-        return real(G, s)
+        return real(G, s, *args)
 
     monkeypatch.setattr(renderer, "_render_tensor", blocking)
     return started, release
