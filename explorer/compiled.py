@@ -82,16 +82,21 @@ class CompiledSynthesis:
             with self._lock:
                 self.state = "unavailable: no C++ compiler (g++ or $CXX) to build it"
             return
-        package.parent.mkdir(parents=True, exist_ok=True)
         log_path = package.with_suffix(".log")
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO_ROOT),
                                                                           os.environ.get("PYTHONPATH")])))
-        with open(log_path, "w") as log:
-            # The build lowers its own priority (a preexec_fn would run between fork and exec of this
-            # multi-threaded process, which Python warns can deadlock).
-            proc = subprocess.Popen([sys.executable, "-m", "core.networks.aot", "--ckpt", str(ckpt_path),
-                                     "--out", str(package), "--low-priority"], stdout=log,
-                                    stderr=subprocess.STDOUT, env=env)
+        try:
+            package.parent.mkdir(parents=True, exist_ok=True)
+            with open(log_path, "w") as log:
+                # The build lowers its own priority (a preexec_fn would run between fork and exec of this
+                # multi-threaded process, which Python warns can deadlock).
+                proc = subprocess.Popen([sys.executable, "-m", "core.networks.aot", "--ckpt", str(ckpt_path),
+                                         "--out", str(package), "--low-priority"], stdout=log,
+                                        stderr=subprocess.STDOUT, env=env)
+        except OSError as e:  # a read-only or full cache folder must not keep the checkpoint from opening
+            with self._lock:
+                self.state = f"unavailable: cannot build in {package.parent} ({e.strerror or e})"
+            return
         with self._lock:
             self._proc, self.state = proc, "building"
         threading.Thread(target=self._await_build, args=(proc, package, log_path, G, generation),

@@ -121,6 +121,12 @@ def test_off_unsupported_and_no_compiler(tmp_path: Path, monkeypatch) -> None:
     r.load(ckpt)
     assert r.compiled.state.startswith("unavailable: no C++ compiler")
     assert not (tmp_path / "cache").exists()  # nothing was started
+    monkeypatch.delenv("CXX")
+    (tmp_path / "blocked").write_text("a file where the cache folder would go")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "blocked"))
+    info = r.load(ckpt)  # the checkpoint still opens, eager
+    reason = "unavailable: cannot build in" if aot.compiler() is not None else "unavailable: no C++ compiler"
+    assert info.resolution == 16 and r.compiled.state.startswith(reason)
     with pytest.raises(ValueError, match="compiled must be"):
         Renderer("cpu", threaded=False, compiled="yes")
 
