@@ -34,6 +34,7 @@ from tests.helpers import REPO, make_tiny_generator
 pytestmark = [pytest.mark.gui]
 
 FALLBACK_LINE = "OpenGL frame upload unavailable"
+GL_HOST_PATHS = ("gl", "gl-pbo")
 CENTRE_MAX = 1  # max abs difference (levels) of a texel-centre screen pixel from the texel (see module doc)
 CENTRE_MEAN = 0.05  # ... and on average
 
@@ -94,7 +95,9 @@ def test_gl_texture_holds_core_pixels_and_follows_a_new_resolution(launch, gui_t
     app = launch(tiny_ckpt, recent=[ckpt64], args=("--test-texture-file", "{workdir}/texture.png"))
     st, texture = wait_texture(app, "first frame")
     view = st["frame_view"]
-    assert view["frame_path"] == "gl", view
+    # "auto" times both host uploads per texture size and keeps the faster (explorer/gl_frames.py): with glTexSubImage2D
+    # or through a pixel-buffer object, both are the GL path (on a loaded machine either can measure faster).
+    assert view["frame_path"] in GL_HOST_PATHS, view
     assert view["gl"]["vendor"] and view["gl"]["renderer"] and view["gl"]["version"]
     expected = render_sync(tiny_ckpt, st["displayed"])
     assert texture.shape == (32, 32, 4) and st["image_shape"] == [32, 32]
@@ -106,7 +109,7 @@ def test_gl_texture_holds_core_pixels_and_follows_a_new_resolution(launch, gui_t
                 "click", 1)
     st, texture = wait_texture(app, "the 64x64 model", lambda s: s["model"] and s["model"]["resolution"] == 64)
     assert st["image_shape"] == [64, 64] and texture.shape == (64, 64, 4)
-    assert st["frame_view"]["frame_path"] == "gl" and st["frame_view"]["uploads"] >= 2
+    assert st["frame_view"]["frame_path"] in GL_HOST_PATHS and st["frame_view"]["uploads"] >= 2
     expected64 = render_sync(ckpt64, st["displayed"])
     assert np.array_equal(texture[..., :3], expected64)
     assert_screen_shows(app, st, expected64, "gl_02_model64")
