@@ -47,7 +47,6 @@ class CompiledSynthesis:
         self.enabled = enabled
         self.cache = cache
         self.state = "off"
-        self.package: Path | None = None
         self._run: Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor] | None = None
         self._generation = -1
         self._proc: subprocess.Popen | None = None
@@ -62,7 +61,7 @@ class CompiledSynthesis:
         """Set up for a newly loaded model: load its package, or build it in the background first."""
         self.stop()
         with self._lock:
-            self._run, self._generation, self.package = None, generation, None
+            self._run, self._generation = None, generation
             if not self.enabled:
                 self.state = "off"
                 return
@@ -74,7 +73,6 @@ class CompiledSynthesis:
             except OSError:
                 self.state = "unsupported"
                 return
-            self.package = package
         if package.exists():
             self._load(package, G, generation)
             return

@@ -1,11 +1,12 @@
 """The synthesis network compiled ahead of time for CPU frames (PyTorch's AOTInductor).
 
-On a CPU, a batch-1 frame of a small model spends about a fifth of its time outside the convolutions: dozens of
+On a CPU, a batch-1 frame of a small model spends about a third of its time outside the convolutions: dozens of
 small elementwise ops per layer (the modulation and demodulation of the weights, bias, leaky ReLU and clamp, layout
 copies), each a separate pass and a trip through Python. AOTInductor traces `SynthesisNetwork.forward` once
 (`torch.export`), fuses those ops into generated C++ loops around the same oneDNN convolutions, and writes a
 package that loads in milliseconds. Measured on the 2-core test machine, the bundled 64x64 demo: 25-29 ms per
-frame against 33-43 ms eager, interleaved in one process; the build takes 15-30 s of CPU once per checkpoint.
+frame against 33-43 ms eager, one after the other in one process; the build takes 20-30 s of CPU once per
+checkpoint.
 
 The package computes the same function as the eager network up to float rounding (the fused loops sum in another
 order: largest difference 4e-6 on outputs in [-1, 1]; a uint8 pixel can differ by one where it lies on a rounding
@@ -142,15 +143,12 @@ def load(path: str | Path, synthesis: SynthesisNetwork) -> Callable[[torch.Tenso
     loader.load_constants({f: named[f] for f in fqns}, False, True, True)
     own_transform = synthesis.input.transform
 
-    def runner(ws: torch.Tensor, transform: torch.Tensor) -> torch.Tensor:
-        (image,) = loader.boxed_run([ws, transform])
-        return image
-
     def run(ws: torch.Tensor, transform: torch.Tensor | None = None) -> torch.Tensor:
         if ws.shape != (1, synthesis.num_ws, synthesis.w_dim):
             raise ValueError(f"the compiled synthesis takes ws of shape [1, {synthesis.num_ws}, {synthesis.w_dim}]")
         t = own_transform if transform is None else transform.to(torch.float32)
-        return runner(ws.to(torch.float32).contiguous(), t.contiguous())
+        (image,) = loader.boxed_run([ws.to(torch.float32).contiguous(), t.contiguous()])
+        return image
 
     return run
 
